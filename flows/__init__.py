@@ -1,0 +1,1 @@
+"""Pure state machines for Teeka's conversations (see README.md: no I/O here)."""

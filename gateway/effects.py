@@ -1,0 +1,264 @@
+"""Applying a step's effects: one table maps each effect to the function that queues its writes.
+
+`Commit` runs in two phases on one Redis pipeline: `prepare` WATCHes the keys an effect
+depends on and re-reads them (a seat still free, an appointment still in the status the flow
+saw); then every write of the step goes into one MULTI/EXEC. A concurrent change aborts the
+EXEC and the orchestrator runs the step again on fresh data.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from flows import base
+from flows.domain import Appointment, Beneficiary, Gender, Status
+from flows.ids import format_ref
+from flows.text import clip, day_label, initials
+
+from . import codes, keys, outbox, store
+
+DUE_TTL = 60 * 60 * 24 * 400  # appointments, certificates: kept well past the booking year
+FAILURE_WINDOW = 2 * 3600
+SMS_CENTRE_WIDTH = 40  # keeps the English slip in one segment with any imported name
+
+
+class SeatLost(Exception):
+    """The slot filled between the flow's look and the commit."""
+
+
+class Stale(Exception):
+    """Data the flow decided on changed before the commit; run the step again."""
+
+
+@dataclass
+class Commit:
+    """Everything one step writes, applied atomically by `gateway.conversation`."""
+
+    services: object
+    now: datetime
+    known: dict[str, Appointment] = field(default_factory=dict)  # ref -> as the flow saw it
+    citizen: object = None
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (message id, priority)
+    _prepared: dict = field(default_factory=dict)
+
+    @property
+    def r(self):
+        return self.services.redis
+
+    # -- phase 1: watch and re-check (pipeline in immediate mode) --
+    def prepare(self, pipe, effects) -> None:
+        for effect in effects:
+            fn = PREPARE.get(type(effect))
+            if fn:
+                fn(self, pipe, effect)
+
+    # -- phase 2: queue writes (pipeline after .multi()) --
+    def write(self, pipe, effects) -> None:
+        for effect in effects:
+            APPLY[type(effect)](self, pipe, effect)
+
+    def audit(self, pipe, ref: str, status: str, actor: str, channel: str, **extra) -> None:
+        fields = {"ref": ref, "status": status, "actor": actor, "channel": channel,
+                  "at": self.now.astimezone(timezone.utc).isoformat(timespec="seconds")}
+        fields.update({k: str(v) for k, v in extra.items() if v != ""})
+        pipe.xadd(keys.audit(), fields)
+
+    def sms(self, pipe, to: str, template: str, params: dict, *, purpose: str,
+            priority: str = "high", lang: str = "en", code_of: str = "") -> str:
+        """Render and store one outbound message; it is enqueued after the commit."""
+        params = dict(params)
+        if code_of:
+            params["code"] = codes.CODE_MASK
+        body, _encoding, segments = self.services.templates.sms(template, lang, params)
+        code_at = body.find(codes.CODE_MASK) if code_of else -1
+        message_id = outbox.record(
+            pipe, to=to, body=body, template=template, lang=lang, purpose=purpose,
+            priority=priority, segments=segments, code_of=code_of, code_at=code_at,
+        )
+        self.messages.append((message_id, priority))
+        return message_id
+
+    def watch_appointment(self, pipe, ref: str) -> tuple[str, dict]:
+        """WATCH an appointment and check it is still as the flow saw it."""
+        seen = self.known.get(ref)
+        phone = seen.phone if seen else store.owner_of(self.r, ref)
+        if not phone:
+            raise Stale(f"ref {ref} has no owner")
+        key = keys.appointment(phone, ref)
+        pipe.watch(key)
+        current = pipe.hgetall(key)
+        if not current or (seen and current.get("s") != str(seen.status)):
+            raise Stale(f"appointment {ref} changed")
+        return phone, current
+
+
+# ---------------------------------------------------------------- booking
+def prepare_book(c: Commit, pipe, e: base.Book) -> None:
+    skey = keys.session(e.session_id)
+    pipe.watch(skey, keys.ref_owner(e.ref))
+    if pipe.exists(keys.ref_owner(e.ref)):
+        raise Stale("reference already taken")
+    session = pipe.hgetall(skey)
+    capacity = int(session.get("c:" + e.slot, 0))
+    if not session or int(session.get("t:" + e.slot, 0)) >= capacity:
+        raise SeatLost(e.slot)
+    c._prepared[id(e)] = session
+
+
+def apply_book(c: Commit, pipe, e: base.Book) -> None:
+    session = c._prepared[id(e)]
+    citizen = c.citizen
+    persons = list(citizen.beneficiaries)
+    if e.person is not None:
+        person = Beneficiary(len(persons) + 1, e.person.name, e.person.birth_year,
+                             Gender(e.person.gender))
+        persons.append(person)
+        pipe.hset(keys.citizen(e.phone), "p", store.persons_json(persons))
+    else:
+        person = persons[e.beneficiary_id - 1]
+    taken_codes = set(store.codes_for(c.services, e.phone, citizen.appointments).values())
+    nonce = codes.new_nonce()
+    while codes.derive(c.services.config.code_secret, e.ref, nonce) in taken_codes:
+        nonce = codes.new_nonce()
+    day, centre_id = session["d"], session["ce"]
+    pipe.hincrby(keys.session(e.session_id), "t:" + e.slot, 1)
+    pipe.hset(keys.appointment(e.phone, e.ref), mapping={
+        "b": person.beneficiary_id, "n": person.name, "y": person.birth_year, "c": centre_id,
+        "d": day, "sl": e.slot, "v": session["v"], "o": e.dose, "s": str(Status.BOOKED),
+        "se": e.session_id, "k": nonce,
+    })
+    pipe.set(keys.ref_owner(e.ref), e.phone)
+    pipe.sadd(keys.citizen_appointments(e.phone), e.ref)
+    pipe.sadd(keys.centre_day_appointments(centre_id, day), e.ref)
+    pipe.zadd(keys.due_appointments(), {e.ref: datetime.fromisoformat(day).toordinal()})
+    c.audit(pipe, e.ref, Status.BOOKED, e.phone, e.channel)
+    centre = store.centre_names(c.r, [centre_id]).get(centre_id, centre_id)
+    c.sms(pipe, e.phone, "sms/booking", {
+        "initials": initials(person.name), "centre": clip(centre, SMS_CENTRE_WIDTH),
+        "date": day_label(datetime.fromisoformat(day).date()), "slot": e.slot,
+        "ref": format_ref(e.ref),
+    }, purpose="booking", lang=e.lang, code_of=e.ref)
+
+
+def prepare_appointment(c: Commit, pipe, e) -> None:
+    c._prepared[id(e)] = c.watch_appointment(pipe, e.ref)
+
+
+def apply_cancel(c: Commit, pipe, e: base.Cancel) -> None:
+    phone, current = c._prepared[id(e)]
+    if current["s"] not in (Status.BOOKED, Status.VERIFIED):
+        return
+    pipe.hset(keys.appointment(phone, e.ref), "s", str(Status.CANCELLED))
+    pipe.hincrby(keys.session(current["se"]), "t:" + current["sl"], -1)
+    pipe.zrem(keys.due_appointments(), e.ref)
+    c.audit(pipe, e.ref, Status.CANCELLED, e.actor, e.channel)
+
+
+# ---------------------------------------------------------------- verification
+def apply_verification(c: Commit, pipe, e: base.RecordVerification) -> None:
+    phone, _ = c._prepared[id(e)]
+    pipe.hset(keys.appointment(phone, e.ref), mapping={"s": str(Status.VERIFIED),
+                                                       "vb": e.vaccinator})
+    c.audit(pipe, e.ref, Status.VERIFIED, e.vaccinator, base.Channel.SMS)
+
+
+def apply_wrong_code(c: Commit, pipe, e: base.RecordWrongCode) -> None:
+    phone, current = c._prepared[id(e)]
+    key = keys.appointment(phone, e.ref)
+    pipe.hincrby(key, "w", 1)
+    c.audit(pipe, e.ref, "wrong_code", e.vaccinator, base.Channel.SMS)
+    if e.lock:
+        pipe.hset(key, "s", str(Status.LOCKED))
+        c.audit(pipe, e.ref, Status.LOCKED, e.vaccinator, base.Channel.SMS)
+
+
+def apply_failed_attempt(c: Commit, pipe, e: base.RecordFailedAttempt) -> None:
+    key = keys.vaccinator_failures(e.vaccinator, hour_of(c.now))
+    pipe.incr(key)
+    pipe.expire(key, FAILURE_WINDOW)
+
+
+def apply_dose(c: Commit, pipe, e: base.RecordDose) -> None:
+    phone, current = c._prepared[id(e)]
+    if current["s"] != Status.VERIFIED:
+        return
+    pipe.hset(keys.appointment(phone, e.ref), mapping={"s": str(Status.VACCINATED),
+                                                       "ce": e.cert_id})
+    pipe.zrem(keys.due_appointments(), e.ref)
+    centre = store.centre_names(c.r, [current["c"]]).get(current["c"], current["c"])
+    pipe.hset(keys.certificate(e.cert_id), mapping={
+        "ref": e.ref, "n": current["n"], "v": current["v"], "o": current["o"],
+        "d": c.now.date().isoformat(), "c": current["c"], "cn": centre, "vb": e.vaccinator,
+        "batch": e.batch,
+    })
+    persons = list(c.citizen.beneficiaries) if c.citizen and c.citizen.phone == phone else None
+    if persons is None:
+        persons = list(store.load_citizen(c.r, phone).beneficiaries)
+    index = int(current["b"]) - 1
+    if 0 <= index < len(persons):
+        p = persons[index]
+        persons[index] = Beneficiary(p.beneficiary_id, p.name, p.birth_year, p.gender,
+                                     max(p.doses_done, int(current["o"])))
+        pipe.hset(keys.citizen(phone), "p", store.persons_json(persons))
+    c.audit(pipe, e.ref, Status.VACCINATED, e.vaccinator, base.Channel.SMS, cert=e.cert_id)
+
+
+def apply_dispute(c: Commit, pipe, e: base.Dispute) -> None:
+    phone, current = c._prepared[id(e)]
+    pipe.hset(keys.appointment(phone, e.ref), "s", str(Status.DISPUTED))
+    if current.get("ce"):
+        pipe.hset(keys.certificate(current["ce"]), "frozen", "1")
+    pipe.sadd(keys.disputes(), e.ref)
+    c.audit(pipe, e.ref, Status.DISPUTED, e.phone, base.Channel.SMS)
+
+
+def apply_alert(c: Commit, pipe, e: base.AlertOperator) -> None:
+    pipe.xadd(keys.alerts(), {"kind": e.kind, "ref": e.ref, "detail": e.detail,
+                              "at": c.now.astimezone(timezone.utc).isoformat(timespec="seconds")})
+
+
+# ---------------------------------------------------------------- citizens and messages
+def apply_language(c: Commit, pipe, e: base.SetLanguage) -> None:
+    pipe.hset(keys.citizen(e.phone), "lang", e.lang)
+
+
+def apply_reminders(c: Commit, pipe, e: base.SetReminders) -> None:
+    pipe.hset(keys.citizen(e.phone), "rem", "1" if e.on else "0")
+
+
+def apply_send(c: Commit, pipe, e: base.SendSms) -> None:
+    c.sms(pipe, e.to, e.template, dict(e.params), purpose=e.purpose, priority=e.priority,
+          lang=e.lang, code_of=e.code_of)
+
+
+def hour_of(now: datetime) -> int:
+    return int(now.timestamp()) // 3600
+
+
+PREPARE = {
+    base.Book: prepare_book,
+    base.Cancel: prepare_appointment,
+    base.RecordVerification: prepare_appointment,
+    base.RecordWrongCode: prepare_appointment,
+    base.RecordDose: prepare_appointment,
+    base.Dispute: prepare_appointment,
+}
+
+APPLY = {
+    base.Book: apply_book,
+    base.Cancel: apply_cancel,
+    base.RecordVerification: apply_verification,
+    base.RecordWrongCode: apply_wrong_code,
+    base.RecordFailedAttempt: apply_failed_attempt,
+    base.RecordDose: apply_dose,
+    base.Dispute: apply_dispute,
+    base.AlertOperator: apply_alert,
+    base.SetLanguage: apply_language,
+    base.SetReminders: apply_reminders,
+    base.SendSms: apply_send,
+}
+
+
+def json_compact(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

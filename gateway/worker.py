@@ -1,0 +1,279 @@
+"""`python -m gateway worker`: RQ workers that send many SMS at once, with RQ's scheduler.
+
+A send job spends nearly all its time waiting for the provider, so each worker process runs
+up to `concurrency` jobs at once in threads (`ConcurrentWorker`); `processes` such workers
+share the CPU cores. One of them also runs RQ's scheduler (delayed jobs: retries, quiet
+hours, periodic jobs), taken over by another if it dies. The defaults sustain the outbound
+target of `bench/outbound.py` (300 SMS/s at 200 ms provider latency) on a 2-core machine.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue as queue_mod
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from rq.exceptions import DuplicateJobError, StopRequested
+from rq.timeouts import BaseDeathPenalty
+from rq.utils import now as rq_now
+from rq.worker import SimpleWorker, WorkerStatus
+
+from . import jobs
+from .config import Config
+from .services import QUEUE_DEFAULT, QUEUE_NAMES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROCESSES = max(2, os.cpu_count() or 2)
+DEFAULT_CONCURRENCY = 64  # sends in flight per process
+HEARTBEAT_EVERY = 5.0  # seconds; RQ would otherwise write one after every job
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A job run every `every` seconds, at `offset` seconds past each multiple of `every` (UTC)."""
+
+    name: str
+    func: str
+    every: int
+    offset: int = 0
+    queue: str = QUEUE_DEFAULT
+
+
+# Append to this list to add periodic jobs (the end-of-day sweep, reminders, ...).
+PERIODIC: list[Periodic] = [
+    Periodic("requeue-stuck", "gateway.jobs.requeue_stuck", every=30),
+]
+
+
+def schedule_periodic(services, periodic: list[Periodic] | None = None, now: float | None = None) -> int:
+    """Make sure the next two runs of every periodic job are scheduled; returns how many were added.
+
+    Each run has a job id built from its slot and is created with RQ's `unique`, so any number
+    of worker processes can call this and each run exists once.
+    """
+    now = time.time() if now is None else now
+    added = 0
+    for p in PERIODIC if periodic is None else periodic:
+        first = ((int(now) - p.offset) // p.every + 1) * p.every + p.offset
+        for slot in (first, first + p.every):
+            at = datetime.fromtimestamp(slot, timezone.utc)
+            try:
+                services.queue(p.queue).enqueue_at(at, p.func, job_id=f"periodic-{p.name}-{slot}", unique=True,
+                                                   result_ttl=max(600, 2 * p.every), job_timeout=max(60, p.every))
+                added += 1
+            except DuplicateJobError:
+                pass
+    return added
+
+
+class NoDeathPenalty(BaseDeathPenalty):
+    """No SIGALRM timeout: jobs run in threads, and send jobs bound their own time (HTTP timeout)."""
+
+    def setup_death_penalty(self):
+        pass
+
+    def cancel_death_penalty(self):
+        pass
+
+
+class ConcurrentWorker(SimpleWorker):
+    """An RQ worker that runs up to `concurrency` jobs at once in threads of this process.
+
+    The main thread takes a free slot, dequeues a job, records its execution (RQ's
+    StartedJobRegistry, the worker's execution set) and hands it to a thread, which performs it
+    with RQ's own success/failure/retry handling. A warm shutdown stops dequeuing and waits for
+    the jobs in flight; a second signal abandons them (their records are recovered later).
+    """
+
+    death_penalty_class = NoDeathPenalty
+    log_result_lifespan = False
+
+    def __init__(self, *args, concurrency: int = DEFAULT_CONCURRENCY, **kwargs):
+        kwargs.setdefault("log_job_description", False)
+        super().__init__(*args, **kwargs)
+        self.concurrency = max(1, concurrency)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._tasks: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self._blocking_dequeue = False
+        self._cold = False
+        self._last_beat = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # ---- the loop ----
+    def _start_threads(self):
+        # Started with the first job, after RQ has forked its scheduler process.
+        for n in range(self.concurrency):
+            thread = threading.Thread(target=self._run_tasks, name=f"job-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """Dequeue only when a slot is free; in burst mode, stop only when nothing is in flight."""
+        while True:
+            self._take_slot()
+            self._blocking_dequeue = True
+            try:
+                result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except BaseException:
+                self._slots.release()
+                raise
+            finally:
+                self._blocking_dequeue = False
+            if result is not None:
+                return result
+            self._slots.release()
+            if timeout is not None or not self._in_flight:
+                return None
+            self._wait_idle()  # burst: jobs in flight may still enqueue more
+
+    def execute_job(self, job, queue):
+        if not self._threads:
+            self._start_threads()
+        execution = self.prepare_execution(job)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        self._tasks.put((job, queue, execution))
+
+    def _run_tasks(self):
+        while True:
+            job, queue, execution = self._tasks.get()
+            try:
+                self.perform_job(job, queue, execution)
+            except BaseException:  # perform_job handles job errors; this is RQ's own bookkeeping failing
+                self.log.exception("Worker %s: bookkeeping of job %s failed", self.name, job.id)
+            finally:
+                with self._in_flight_lock:
+                    self._in_flight -= 1
+                self._slots.release()
+
+    def _take_slot(self):
+        while not self._slots.acquire(timeout=HEARTBEAT_EVERY):
+            self.heartbeat()
+        if self._stop_requested:
+            self._slots.release()
+            raise StopRequested()
+
+    def _wait_idle(self):
+        while self._in_flight:
+            time.sleep(0.01)
+
+    # ---- shutdown ----
+    def _shutdown(self):
+        """Warm shutdown: dequeue nothing more; interrupt only a blocking wait for a job."""
+        self._stop_requested = True
+        if self._blocking_dequeue:
+            raise StopRequested()
+
+    def request_force_stop(self, signum, frame):
+        if self._shutdown_requested_date and rq_now() - self._shutdown_requested_date < timedelta(seconds=1):
+            return  # the same Ctrl+C delivered twice (terminal and supervisor)
+        self.log.warning("Worker %s: cold shut down, abandoning %d jobs in flight", self.name, self._in_flight)
+        self._cold = True
+        raise SystemExit(1)
+
+    def teardown(self):
+        if not self._cold and self._in_flight:
+            self.log.info("Worker %s: waiting for %d jobs in flight", self.name, self._in_flight)
+            self._wait_idle()
+        super().teardown()
+
+    # ---- fewer Redis round trips per job ----
+    def heartbeat(self, timeout=None, pipeline=None):
+        if timeout is None and pipeline is None:
+            if time.monotonic() - self._last_beat < HEARTBEAT_EVERY:
+                return
+            self._last_beat = time.monotonic()
+        super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state, pipeline=None):
+        if state == WorkerStatus.IDLE and self._in_flight:
+            state = WorkerStatus.BUSY
+        if state == self._state and pipeline is None:
+            return
+        super().set_state(state, pipeline)
+
+
+# ---- processes ----
+def work(config: Config, concurrency: int = DEFAULT_CONCURRENCY, burst: bool = False,
+         logging_level: str = "WARNING", services=None) -> bool:
+    """One worker process: build the services once, then work every queue (high first)."""
+    from .services import build
+
+    services = services or build(config)
+    jobs.install(services)
+    worker = ConcurrentWorker(list(QUEUE_NAMES), connection=services.queue_redis, concurrency=concurrency)
+    if not burst:
+        threading.Thread(target=_keep_periodic, args=(services,), name="periodic", daemon=True).start()
+    return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+
+
+def _keep_periodic(services) -> None:
+    every = max(1, min((p.every for p in PERIODIC), default=60) // 2)
+    while True:
+        try:
+            schedule_periodic(services)
+        except Exception:  # Redis away for a moment: try again at the next tick
+            log.warning("could not schedule periodic jobs", exc_info=True)
+        time.sleep(every)
+
+
+def run(config: Config | None = None, processes: int = DEFAULT_PROCESSES, concurrency: int = DEFAULT_CONCURRENCY,
+        burst: bool = False, logging_level: str = "WARNING") -> int:
+    """Run `processes` worker processes until stopped (or, with `burst`, until the queues are empty).
+
+    SIGINT/SIGTERM: warm shutdown (jobs in flight finish); a second one: cold shutdown.
+    A worker process that dies is replaced. Returns an exit status.
+    """
+    config = config or Config.from_env()
+    logging.basicConfig(level=logging_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if processes <= 1:
+        work(config, concurrency, burst, logging_level)
+        return 0
+    ctx = multiprocessing.get_context("fork")
+    procs = {}
+    stopping = False
+
+    def start():
+        proc = ctx.Process(target=work, args=(config, concurrency, burst, logging_level), name="teeka-worker")
+        proc.start()
+        procs[proc.pid] = proc
+
+    def stop(signum, frame):
+        nonlocal stopping
+        first = not stopping
+        stopping = True
+        for proc in list(procs.values()):
+            if proc.is_alive():
+                os.kill(proc.pid, signum if first else signal.SIGTERM)
+
+    for _ in range(processes):
+        start()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    while procs:
+        time.sleep(0.5)
+        for pid, proc in list(procs.items()):
+            if proc.is_alive():
+                continue
+            proc.join()
+            del procs[pid]
+            if proc.exitcode:
+                status = 1
+            if not burst and not stopping:
+                log.warning("worker process %d exited (%s); starting another", pid, proc.exitcode)
+                time.sleep(1)
+                start()
+    return status
