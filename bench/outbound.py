@@ -121,6 +121,30 @@ def start_workers(env: dict) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, seconds in used.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parents.get(p, 0)
+        if p == root:
+            total += seconds
+    return total
+
+
 def wait_for(counter, target: int, timeout: float) -> float | None:
     deadline = time.monotonic() + timeout
     while counter.value < target:
@@ -189,6 +213,7 @@ def main(argv=None) -> int:
         # sustained: arrivals at a fixed rate, queue depth sampled every second
         time.sleep(1.0)
         base, before = args.messages, counter.value
+        cpu_before = (cpu_seconds(workers.pid), cpu_seconds(fake.pid), cpu_seconds(server.pid), time.process_time())
         depths, tick, start = [], 0.1, time.monotonic()
         per_tick, carry, produced, next_sample = args.rate * tick, 0.0, 0, start + 1.0
         while time.monotonic() - start < args.seconds:
@@ -207,6 +232,10 @@ def main(argv=None) -> int:
         sent_in_window = None if done is None else (before + produced - before) / (done - start)
         print(f"sustain  {produced} arrivals at {produced / elapsed:6.1f}/s over {elapsed:.0f} s: "
               f"sent {'n/a' if sent_in_window is None else f'{sent_in_window:6.1f}'} msg/s")
+        cpu_after = (cpu_seconds(workers.pid), cpu_seconds(fake.pid), cpu_seconds(server.pid), time.process_time())
+        per = [(b - a) / max(1, produced) * 1000 for a, b in zip(cpu_before, cpu_after)]
+        print(f"         CPU per message: workers {per[0]:.2f} ms, fake provider {per[1]:.2f} ms, "
+              f"redis {per[2]:.2f} ms, producer {per[3]:.2f} ms")
         print(f"         queue depth each second: {' '.join(str(d) for d in depths)}")
         half = len(depths) // 2
         growing = half and (sum(depths[half:]) / max(1, len(depths) - half)) > 2 * max(1.0, sum(depths[:half]) / half) + 50

@@ -31,12 +31,11 @@ from enum import StrEnum
 from .base import Cancel, Channel, Context, Outcome, Reply, SendSms
 from .domain import Appointment
 from .ids import format_ref
-from .menu import (BACK, HINT_INVALID, MAIN, Screen, centre_width, choice, clamp_page, main_menu,
-                   page_size, turn_page)
+from .menu import (BACK, HINT_INVALID, MAIN, VACCINE_WIDTH, Screen, centre_width, choice,
+                   clamp_page, main_menu, page_size, short_initials, turn_page)
 from .text import clip, day_label, initials
 
 SCREENS = frozenset({Screen.NO_APPOINTMENTS, Screen.APPOINTMENTS, Screen.CANCEL})
-VACCINE_WIDTH = 20
 
 
 class Task(StrEnum):
@@ -67,6 +66,7 @@ def begin(ctx: Context, lang: str, task: Task) -> Outcome:
 
 
 def show(state: dict, ctx: Context, hint: str = "") -> Outcome:
+    """The screen `state` stands on, worked out afresh from the live appointments."""
     screen, lang = Screen(state["s"]), state["l"]
     if screen is Screen.NO_APPOINTMENTS:
         return Outcome(state, Reply("ussd/no_appointments", hint=hint))
@@ -79,8 +79,9 @@ def show(state: dict, ctx: Context, hint: str = "") -> Outcome:
     if len(found) < 2:
         return begin(ctx, lang, Task(state["m"]))
     state = clamp_page(state, len(found), page_size(ctx, lang))
-    return Outcome(state, Reply(_LIST_TEMPLATES[Task(state["m"])], items=[_label(a) for a in found],
-                                page=state.get("g", 0), hint=hint))
+    reply = Reply(_LIST_TEMPLATES[Task(state["m"])], items=[_label(a) for a in found],
+                  page=state.get("g", 0), hint=hint)
+    return Outcome(state, reply)
 
 
 def step(state: dict, text: str, ctx: Context) -> Outcome:
@@ -144,6 +145,6 @@ def _label(a: Appointment) -> str:
 
 
 def _params(a: Appointment, ctx: Context, lang: str) -> dict:
-    return {"initials": initials(a.name), "centre": clip(a.centre_name, centre_width(ctx, lang)),
-            "day": day_label(a.day), "slot": a.slot, "ref": format_ref(a.ref), "dose": a.dose,
-            "vaccine": clip(a.vaccine, VACCINE_WIDTH)}
+    return {"initials": short_initials(a.name), "day": day_label(a.day), "slot": a.slot,
+            "centre": clip(a.centre_name, centre_width(ctx, lang)), "ref": format_ref(a.ref),
+            "dose": a.dose, "vaccine": clip(a.vaccine, VACCINE_WIDTH)}

@@ -178,6 +178,9 @@ class Context:
     owner_lang: str = ""  # language of the number that booked ctx.appointment
     failed_attempts_last_hour: int = 0
     ussd_code: str = "*384*123#"
+    keywords: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # lang -> aliases
+    sms_this_hour: int = 0  # SMS received from this number in the current hour, this one too
+    flood_limit: int = 30  # citizens' SMS an hour that get an answer (0: no limit)
 
     @property
     def today(self) -> date:

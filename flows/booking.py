@@ -51,17 +51,16 @@ meanwhile is no longer offered.
 """
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-from . import availability
+from . import availability, people
 from .base import Book, Channel, Context, NewPerson, Outcome, Reply, T
 from .domain import Beneficiary, Gender, Session, Slot
 from .ids import format_ref
-from .menu import (BACK, HINT_INVALID, MAIN, Screen, centre_width, choice, clamp_page, main_menu,
-                   page_size, turn_page)
-from .text import clip, day_label, initials
+from .menu import (BACK, HINT_INVALID, MAIN, VACCINE_WIDTH, Screen, centre_width, choice,
+                   clamp_page, main_menu, page_size, short_initials, turn_page)
+from .text import clip, day_label
 
 SCREENS = frozenset({Screen.PERSON, Screen.NAME, Screen.YEAR, Screen.GENDER, Screen.AREA,
                      Screen.CENTRES, Screen.DATES, Screen.SLOTS, Screen.CONFIRM})
@@ -73,6 +72,8 @@ HINT_HAS_APPOINTMENT = "ussd/hint_has_appointment"
 HINT_FULLY_VACCINATED = "ussd/hint_fully_vaccinated"
 HINT_SLOT_FILLED = "ussd/hint_slot_filled"
 HINT_FULL = "ussd/hint_full"
+_REFUSAL_HINTS = {people.HAS_APPOINTMENT: HINT_HAS_APPOINTMENT,
+                  people.FULLY_VACCINATED: HINT_FULLY_VACCINATED}
 
 TEMPLATES = {
     Screen.PERSON: "ussd/person", Screen.NAME: "ussd/name", Screen.YEAR: "ussd/birth_year",
@@ -81,10 +82,7 @@ TEMPLATES = {
 }
 GENDERS = {"1": Gender.FEMALE, "2": Gender.MALE, "3": Gender.OTHER}
 ADD_PERSON = 0  # value of the "Add a person" item (beneficiary ids start at 1)
-NAME_LENGTH = (2, 40)
 AREA_LENGTH = (3, 10)
-OLDEST_AGE = 120
-VACCINE_WIDTH = 20
 
 # State keys: l language, b beneficiary id, n/y/x new person's name, birth year, gender,
 # a area code, c centre id, d date, e session id, t slot, g page of a list.
@@ -181,24 +179,6 @@ def who(state: dict, ctx: Context) -> Who | None:
     return None
 
 
-def parse_name(text: str) -> str | None:
-    """A full name: 2-40 characters, letters of any script, spaces and . ' - only."""
-    name = " ".join(text.split())
-    if not NAME_LENGTH[0] <= len(name) <= NAME_LENGTH[1] or not name[0].isalpha():
-        return None
-    # Vowel signs of Indic scripts are marks (M*), not letters, but belong to the name.
-    ok = all(unicodedata.category(ch)[0] in "LM" or ch in " .'-" for ch in name)
-    return name if ok else None
-
-
-def parse_birth_year(text: str, today: date) -> int | None:
-    """Four digits, not in the future and not more than 120 years ago."""
-    if len(text) != 4 or not (text.isascii() and text.isdigit()):
-        return None
-    year = int(text)
-    return year if today.year - OLDEST_AGE <= year <= today.year else None
-
-
 def parse_area(text: str) -> str | None:
     """A PIN/area code: 3-10 digits (spaces and dashes inside are ignored)."""
     code = text.replace(" ", "").replace("-", "")
@@ -207,24 +187,19 @@ def parse_area(text: str) -> str | None:
 
 
 def blocked(ctx: Context, person: Beneficiary) -> str:
-    """The hint that stops this person booking, or ""."""
-    if person.doses_done >= 2:
-        return HINT_FULLY_VACCINATED
-    if any(a.beneficiary_id == person.beneficiary_id and a.dose == person.next_dose
-           for a in ctx.citizen.live_appointments()):
-        return HINT_HAS_APPOINTMENT
-    return ""
+    """The hint that stops this person booking now, or ""."""
+    return _REFUSAL_HINTS.get(people.refusal(ctx.citizen, person), "")
 
 
 # ---- the lists ----
 
 
 def _people(state: dict, ctx: Context, person: Who | None) -> list:
-    people = ctx.citizen.beneficiaries
-    if not people:  # nobody to choose: the screen is skipped for "full name"
+    registered = ctx.citizen.beneficiaries
+    if not registered:  # nobody to choose: the screen is skipped for "full name"
         return []
-    options = [(p.beneficiary_id, p.name) for p in people]
-    if len(people) < ctx.max_per_mobile:
+    options = [(p.beneficiary_id, p.name) for p in registered]
+    if len(registered) < ctx.max_per_mobile:
         options.append((ADD_PERSON, T("ussd/add_person")))
     return options
 
@@ -293,14 +268,14 @@ def _picked_slot(state: dict, value: tuple[str, str], ctx: Context) -> Outcome:
 
 
 def _answered_name(state: dict, text: str, ctx: Context) -> Outcome:
-    name = parse_name(text)
+    name = people.parse_name(text)
     if name is None:
         return show(state, ctx, HINT_NAME)
     return show(_at(state, Screen.YEAR, n=name), ctx)
 
 
 def _answered_year(state: dict, text: str, ctx: Context) -> Outcome:
-    year = parse_birth_year(text, ctx.today)
+    year = people.parse_birth_year(text, ctx.today)
     if year is None:
         return show(state, ctx, HINT_YEAR)
     return show(_at(state, Screen.GENDER, y=year), ctx)
@@ -342,7 +317,7 @@ def _confirm_screen(state: dict, ctx: Context, person: Who, hint: str) -> Outcom
     if picked is None:
         return show(_at(state, Screen.SLOTS), ctx, HINT_SLOT_FILLED)
     session, slot = picked
-    params = {**_params(state, ctx), "initials": initials(person.name), "slot": slot.name,
+    params = {**_params(state, ctx), "initials": short_initials(person.name), "slot": slot.name,
               "dose": person.dose, "vaccine": clip(session.vaccine, VACCINE_WIDTH)}
     return Outcome(state, Reply(TEMPLATES[Screen.CONFIRM], params, hint=hint))
 
@@ -423,7 +398,8 @@ def _params(state: dict, ctx: Context) -> dict:
     params = {}
     if "c" in state:
         centre = ctx.catalog.centre(state["c"]) if ctx.catalog else None
-        params["centre"] = clip(centre.name if centre else state["c"], centre_width(ctx, state["l"]))
+        name = centre.name if centre else state["c"]
+        params["centre"] = clip(name, centre_width(ctx, state["l"]))
     if "d" in state:
         params["day"] = day_label(date.fromisoformat(state["d"]))
     return params

@@ -5,10 +5,13 @@ from enum import StrEnum
 
 from .base import Context, Outcome, Reply
 from .ids import fold_digits
+from .text import clip, initials
 
 BACK, MAIN, MORE = "0", "00", "98"  # navigation keys (DESIGN 4.2, contract)
 DEFAULT_PAGE_SIZE = 5
 CENTRE_WIDTH = 40  # characters of a centre's name inside a screen's text
+INITIALS_WIDTH = 12  # "V.N.L.N.R.K.": a long name's initials, cut beyond that
+VACCINE_WIDTH = 20
 
 HINT_INVALID = "ussd/hint_invalid"
 
@@ -54,6 +57,10 @@ def choice(text: str, count: int) -> int | None:
 
 def page_size(ctx: Context, lang: str) -> int:
     return ctx.page_size.get(lang, DEFAULT_PAGE_SIZE)
+
+
+def short_initials(name: str) -> str:
+    return clip(initials(name), INITIALS_WIDTH)
 
 
 def centre_width(ctx: Context, lang: str) -> int:

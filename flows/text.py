@@ -30,11 +30,20 @@ def language_name(code: str) -> str:
 
 
 def clip(text: str, width: int) -> str:
-    """Shorten to `width` characters ending in the cut mark, never splitting off a vowel sign."""
+    """Shorten to `width` characters ending in the cut mark, never splitting a letter."""
     text = " ".join(text.split())
     if len(text) <= width:
         return text
     end = max(width - len(CUT_MARK), 1)
-    while end > 1 and unicodedata.category(text[end]) in ("Mn", "Mc"):
+    while end > 1 and (_is_mark(text[end]) or _is_virama(text[end - 1])):
         end -= 1
     return text[:end].rstrip() + CUT_MARK
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Mn", "Mc")
+
+
+def _is_virama(ch: str) -> bool:
+    """A virama joins its consonant to the next one; cut after it, half a letter remains."""
+    return "VIRAMA" in unicodedata.name(ch, "")

@@ -2,7 +2,7 @@
 
 A first dial from a number with no language saved, then a change of mind:
 
-    CON Teeka vaccination. Choose your language:
+    CON Teeka vaccination. Choose language:
         1 English
         2 हिन्दी
         3 اردو
@@ -67,6 +67,7 @@ def step(state: dict, inbound: Inbound, ctx: Context) -> Outcome:
     """
     if inbound.event == SEAT_LOST:
         return booking.seat_lost(state, ctx)
+    state = state or {}
     text = keyed(inbound.text)
     lang = state.get("l") or ctx.citizen.lang or ctx.languages[0]
     try:

@@ -8,20 +8,18 @@ from .config import Config
 from .services import build
 
 
-def _progress(total_hint: int):
-    """A progress line on stderr, redrawn in place; silent for small files."""
-    if total_hint < 2000:
-        return None
+PROGRESS_FROM = 2000  # rows; smaller files import in a blink
 
-    def show(done: int) -> None:
-        width = 30
-        filled = min(width, width * done // max(total_hint, 1))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total_hint} rows")
-        sys.stderr.flush()
-        if done >= total_hint:
-            sys.stderr.write("\n")
 
-    return show
+def _progress(done: int, total: int) -> None:
+    """A progress line on stderr, redrawn in place, ended when the last row is written."""
+    if total < PROGRESS_FROM:
+        return
+    width = 30
+    filled = min(width, width * done // max(total, 1))
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows{end}")
+    sys.stderr.flush()
 
 
 @command(
@@ -41,12 +39,9 @@ def import_command(args, config: Config) -> int:
 
     try:
         with open(args.file, newline="", encoding="utf-8-sig") as fh:
-            lines = sum(1 for _ in fh) - 1
-            fh.seek(0)
             services = build(config)
             report = importer.import_csv(services.redis, args.kind, fh, skip_bad=args.skip_bad,
-                                         region=config.default_region,
-                                         progress=_progress(lines))
+                                         region=config.default_region, progress=_progress)
     except FileNotFoundError:
         print(f"error: no such file: {args.file}", file=sys.stderr)
         return 2

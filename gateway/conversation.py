@@ -137,10 +137,10 @@ def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, skey: str, rkey: 
 
     def save(p):
         p.set(skey, record, ex=USSD_SESSION_TTL)
-        if outcome.state is not None and ussd.resumable(outcome.state):
-            p.set(rkey, json.dumps(outcome.state, separators=(",", ":")), ex=RESUME_TTL)
-        else:
+        if outcome.state is None or not ussd.resumable(outcome.state):
             p.delete(rkey)
+        elif outcome.state.get("s") != "resume":  # an offer keeps its first 10 minutes
+            p.set(rkey, json.dumps(outcome.state, separators=(",", ":")), ex=RESUME_TTL)
 
     commit = _commit(services, pipe, outcome, ctx, before=(save,))
     return screen, end, commit

@@ -10,7 +10,7 @@ import csv
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterable, TextIO
+from typing import Callable, TextIO
 
 from redis import Redis
 
@@ -172,9 +172,28 @@ def _check_sessions(records: list[tuple[int, dict]], r: Redis) -> list[tuple[int
     return bad
 
 
+# The field that names a record: a file that names one record twice is ambiguous.
+UNIQUE = {"centres": ("id", "centre"), "vaccinators": ("phone", "phone")}
+
+
+def _check_unique(kind: str, records: list[tuple[int, dict]]) -> list[tuple[int, str]]:
+    """Rows naming a centre (or vaccinator) already named on an earlier line of the file."""
+    name, label = UNIQUE[kind]
+    first_line: dict[str, int] = {}
+    bad = []
+    for line, rec in records:
+        first = first_line.setdefault(rec[name], line)
+        if first != line:
+            bad.append((line, f"{label} {rec[name]} is also on line {first}"))
+    return bad
+
+
 def import_csv(r: Redis, kind: str, stream: TextIO, *, skip_bad: bool = False,
-               region: str = "IN", progress: Callable[[int], None] | None = None) -> Report:
-    """Validate every row of one CSV file, then upsert the good ones in batches."""
+               region: str = "IN", progress: Callable[[int, int], None] | None = None) -> Report:
+    """Validate every row of one CSV file, then upsert the good ones in batches.
+
+    `progress(done, total)` is called after each batch of writes, last with done == total.
+    """
     report = Report(kind)
     reader = csv.DictReader(stream)
     header = tuple((h or "").strip() for h in (reader.fieldnames or ()))
@@ -194,19 +213,22 @@ def import_csv(r: Redis, kind: str, stream: TextIO, *, skip_bad: bool = False,
             good.append((line, parse(row, ctx)))
         except BadRow as exc:
             report.bad.append((line, str(exc)))
+    if kind in UNIQUE:
+        report.bad.extend(_check_unique(kind, good))
     if kind == "sessions":
         report.bad.extend(_check_sessions(good, r))
+    if report.bad:
         bad_lines = {line for line, _ in report.bad}
         good = [(line, rec) for line, rec in good if line not in bad_lines]
     report.bad.sort()
     if report.bad and not skip_bad:
         return report
-    _write(r, kind, (rec for _, rec in good), progress)
+    _write(r, kind, [rec for _, rec in good], progress)
     report.imported = len(good)
     return report
 
 
-def _write(r: Redis, kind: str, records: Iterable[dict], progress) -> None:
+def _write(r: Redis, kind: str, records: list[dict], progress) -> None:
     write = WRITERS[kind]
     pipe = r.pipeline(transaction=True)
     done = 0
@@ -216,7 +238,7 @@ def _write(r: Redis, kind: str, records: Iterable[dict], progress) -> None:
         if done % BATCH == 0:
             pipe.execute()
             if progress:
-                progress(done)
+                progress(done, len(records))
     pipe.execute()
     if progress:
-        progress(done)
+        progress(done, len(records))

@@ -8,13 +8,17 @@ from typing import Iterator, TextIO
 from redis.exceptions import WatchError
 
 from flows.domain import Status
-from flows.text import day_label
+from flows.ids import format_ref
+from flows.text import clip, day_label
+from flows.verify import MAX_WRONG_CODES
 
 from . import keys, store
-from .effects import Commit
-from .conversation import now_in, _enqueue
+from .conversation import _enqueue, now_in
+from .effects import SMS_CENTRE_WIDTH, Commit
 
-OPERATOR = "operator"
+OPERATOR = "operator"  # the audit actor of a change made with the command line
+SWEEP = "sweep"  # the audit actor of the end-of-day sweep
+SWEEP_PAGE = 500
 
 
 def _audit(pipe, ref: str, status: str, actor: str, channel: str, now: datetime) -> None:
@@ -27,16 +31,26 @@ def sweep_no_shows(services, today: date | None = None) -> int:
     book again (a low-priority SMS, not sent when they asked STOP). Returns how many."""
     r = services.redis
     now = now_in(services)
-    today = today or now.date()
-    refs = r.zrangebyscore(keys.due_appointments(), "-inf", today.toordinal() - 1)
+    last_day = (today or now.date()).toordinal() - 1
     marked = 0
-    for ref in refs:
-        phone = store.owner_of(r, ref)
-        if not phone:
-            r.zrem(keys.due_appointments(), ref)
-            continue
-        marked += _mark_no_show(services, phone, ref, now)
-    return marked
+    while True:
+        # every ref read here leaves the set (marked or not), so the next page is the next one
+        refs = r.zrangebyscore(keys.due_appointments(), "-inf", last_day, start=0, num=SWEEP_PAGE)
+        if not refs:
+            return marked
+        for ref in refs:
+            phone = store.owner_of(r, ref)
+            if not phone:
+                r.zrem(keys.due_appointments(), ref)
+                continue
+            marked += _mark_no_show(services, phone, ref, now)
+
+
+def sweep_job() -> int:
+    """RQ job (periodic): the end-of-day sweep with the worker's services."""
+    from .jobs import runtime
+
+    return sweep_no_shows(runtime().services)
 
 
 def _mark_no_show(services, phone: str, ref: str, now: datetime) -> int:
@@ -45,28 +59,33 @@ def _mark_no_show(services, phone: str, ref: str, now: datetime) -> int:
     with r.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(key)
+                pipe.watch(key, keys.citizen(phone))
                 current = pipe.hgetall(key)
+                if current.get("s") not in (Status.BOOKED, Status.VERIFIED):
+                    pipe.multi()
+                    pipe.zrem(keys.due_appointments(), ref)
+                    pipe.execute()
+                    return 0
                 citizen = store.load_citizen(r, phone)
+                centre = store.centre_names(r, [current["c"]]).get(current["c"], current["c"])
                 commit = Commit(services=services, now=now, citizen=citizen)
                 pipe.multi()
                 pipe.zrem(keys.due_appointments(), ref)
-                if current.get("s") not in (Status.BOOKED, Status.VERIFIED):
-                    pipe.execute()
-                    return 0
                 pipe.hset(key, "s", str(Status.NO_SHOW))
-                _audit(pipe, ref, Status.NO_SHOW, "sweep", "system", now)
+                _audit(pipe, ref, Status.NO_SHOW, SWEEP, "system", now)
                 if citizen.reminders:
-                    lang = citizen.lang or services.config.languages[0]
+                    lang = citizen.lang if citizen.lang in services.config.languages \
+                        else services.config.languages[0]
                     commit.sms(pipe, phone, "sms/no_show", {
                         "date": day_label(date.fromisoformat(current["d"])),
+                        "centre": clip(centre, SMS_CENTRE_WIDTH),
                         "ussd_code": services.config.ussd_code,
                     }, purpose="no_show", priority="low", lang=lang)
                 pipe.execute()
-                _enqueue(services, commit)
-                return 1
             except WatchError:
                 continue
+            _enqueue(services, commit)
+            return 1
 
 
 def unlock(services, ref: str) -> str:
@@ -74,18 +93,24 @@ def unlock(services, ref: str) -> str:
     r = services.redis
     phone = store.owner_of(r, ref)
     if not phone:
-        return f"No appointment has ref {ref}."
+        return f"No appointment has ref {format_ref(ref)}."
     key = keys.appointment(phone, ref)
     with r.pipeline() as pipe:
-        pipe.watch(key)
-        status = pipe.hget(key, "s")
-        if status != Status.LOCKED:
-            return f"Appointment {ref} is {status}, not locked: nothing changed."
-        pipe.multi()
-        pipe.hset(key, mapping={"s": str(Status.BOOKED), "w": 0})
-        _audit(pipe, ref, Status.BOOKED, OPERATOR, "cli", now_in(services))
-        pipe.execute()
-    return f"Unlocked {ref}: booked again, 5 tries."
+        while True:
+            try:
+                pipe.watch(key)
+                status, day = pipe.hmget(key, "s", "d")
+                if status != Status.LOCKED:
+                    return f"Appointment {format_ref(ref)} is {status}, not locked: nothing changed."
+                pipe.multi()
+                pipe.hset(key, mapping={"s": str(Status.BOOKED), "w": 0})
+                # back in the sweep's set: the sweep drops locked appointments it passes over
+                pipe.zadd(keys.due_appointments(), {ref: date.fromisoformat(day).toordinal()})
+                _audit(pipe, ref, "unlocked", OPERATOR, "cli", now_in(services))
+                pipe.execute()
+                return f"Unlocked {format_ref(ref)}: booked again, {MAX_WRONG_CODES} tries."
+            except WatchError:
+                continue
 
 
 def disputes(services) -> list[dict]:

@@ -7,7 +7,7 @@ import pytest
 
 from flows import booking, ussd
 from flows.base import Book, Channel, NewPerson, T
-from flows.domain import Beneficiary, Centre, Gender, Status
+from flows.domain import Beneficiary, Gender, Status
 from gateway.templates import Templates
 
 from .catalog import NOW, DictCatalog, session, slot
@@ -107,9 +107,11 @@ CASES = [
         id="centres_with_seats_for_dose_1_and_age_36"),
     pytest.param(AREA, "110 001", CTX, Then("ussd/centres", CENTRES_, items=[
         "PHC Connaught Place", "Lodhi Road Health Centre"]), id="area_code_with_a_space"),
-    pytest.param({**AREA, "b": 2}, "110001", CTX, Then("ussd/centres", {**CENTRES_, "b": 2}, items=[
-        "PHC Connaught Place", "Civil Hospital Dwarka", "Old Fort Dispensary",
-        "Lodhi Road Health Centre"]), id="dose_2_at_68_adds_dose_2_and_45_plus_centres"),
+    pytest.param({**AREA, "b": 2}, "110001", CTX,
+                 Then("ussd/centres", {**CENTRES_, "b": 2},
+                      items=["PHC Connaught Place", "Civil Hospital Dwarka",
+                             "Old Fort Dispensary", "Lodhi Road Health Centre"]),
+                 id="dose_2_at_68_adds_dose_2_and_45_plus_centres"),
     pytest.param({**AREA_NEW, "y": 1970}, "110001", CTX,
                  Then("ussd/centres", {**AREA_NEW, "y": 1970, "s": "centres", "a": "110001"},
                       items=["PHC Connaught Place", "Old Fort Dispensary",
@@ -134,7 +136,8 @@ CASES = [
                  Then("ussd/slots", SLOTS, items=["14:00-16:00"]),
                  id="a_slot_that_ended_today_is_not_offered"),
     pytest.param(DATES, "1", make_ctx(catalog=TWO_VACCINES),
-                 Then("ussd/slots", SLOTS, items=["14:00-16:00 Covaxin", "14:00-16:00 Covishield"]),
+                 Then("ussd/slots", SLOTS,
+                      items=["14:00-16:00 Covaxin", "14:00-16:00 Covishield"]),
                  id="two_vaccines_on_a_day_are_named"),
     pytest.param(SLOTS, "1", make_ctx(catalog=TWO_VACCINES), Then("ussd/confirm", {
         **CONFIRM, "e": "101:2026-11-26:Covaxin"}, params={"vaccine": "Covaxin"}),

@@ -8,7 +8,8 @@ from flows.base import Cancel, Channel, SendSms, SetLanguage
 from flows.domain import Status
 from gateway.templates import Templates
 
-from .ussd_world import (ASHA, CENTRES, CTX, PHONE, RAVI, Then, appointment, check, hop,
+from .catalog import DictCatalog, session, slot
+from .ussd_world import (ASHA, CENTRES, CTX, PHONE, RAVI, Then, appointment, check, day, hop,
                          make_ctx, shown, transcript)
 
 MENU = {"s": "menu", "l": "en"}
@@ -22,12 +23,16 @@ CODES = {"3105527188": "4821", "2700319457": "0917"}
 ONE = make_ctx(appointments=[ASHA_APPT], codes=CODES)
 TWO = make_ctx(appointments=[RAVI_APPT, ASHA_APPT], codes=CODES)  # listed by day: Asha first
 SLOTS = {"s": "slots", "l": "en", "b": 1, "a": "110001", "c": "101", "d": "2026-11-26"}
+CONFIRM = {**SLOTS, "s": "confirm", "e": "101:2026-11-26:Covishield", "t": "14:00-16:00"}
+FULL_1416 = make_ctx(catalog=DictCatalog(CENTRES, [
+    session("101", day(0), slot("09:00-11:00"), slot("14:00-16:00", capacity=3, taken=3))]))
 
 START_CASES = [
     pytest.param(make_ctx(lang=""), None, Then("ussd/welcome", {"s": "lang", "l": "en", "f": 1},
                  items=LANGS), id="first_dial_asks_the_language_in_each_own_script"),
     pytest.param(make_ctx(lang="", languages=("hi", "en")), None,
-                 Then("ussd/welcome", {"s": "lang", "l": "hi", "f": 1}, items=["हिन्दी", "English"]),
+                 Then("ussd/welcome", {"s": "lang", "l": "hi", "f": 1},
+                      items=["हिन्दी", "English"]),
                  id="languages_in_the_configured_order"),
     pytest.param(CTX, None, MAIN_MENU, id="known_language_gets_the_main_menu"),
     pytest.param(CTX, SLOTS, Then("ussd/resume", {"s": "resume", "l": "en", "r": SLOTS}),
@@ -85,6 +90,7 @@ CASES = [
     pytest.param(MENU, " १ ", CTX, Then("ussd/person", {"s": "person", "l": "en"}),
                  id="devanagari_digit_and_spaces_are_read"),
     pytest.param({"s": "gone"}, "1", CTX, MAIN_MENU, id="an_unknown_screen_restarts_at_the_menu"),
+    pytest.param(None, "1", CTX, MAIN_MENU, id="no_state_restarts_at_the_menu"),
     # ---- resume ----
     pytest.param({"s": "resume", "l": "en", "r": SLOTS}, "1", CTX,
                  Then("ussd/slots", SLOTS, items=["09:00-11:00", "14:00-16:00"]),
@@ -92,6 +98,9 @@ CASES = [
     pytest.param({"s": "resume", "l": "hi", "r": SLOTS}, "1", CTX,
                  Then("ussd/slots", {**SLOTS, "l": "hi"}),
                  id="continue_in_the_language_of_today"),
+    pytest.param({"s": "resume", "l": "en", "r": CONFIRM}, "1", FULL_1416,
+                 Then("ussd/slots", SLOTS, hint="ussd/hint_slot_filled", items=["09:00-11:00"]),
+                 id="continue_to_a_slot_filled_meanwhile_shows_the_slots"),
     pytest.param({"s": "resume", "l": "en", "r": SLOTS}, "2", CTX, MAIN_MENU,
                  id="resume_declined_main_menu"),
     pytest.param({"s": "resume", "l": "en", "r": SLOTS}, "3", CTX,

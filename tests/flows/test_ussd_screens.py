@@ -9,6 +9,7 @@ from flows.base import Context, Reply, T
 from flows.domain import Citizen
 from flows.menu import centre_width
 from flows.screens import ITEM_TEMPLATES, SHAPES
+from flows.text import language_name
 from gateway import gsm
 from gateway.templates import Templates
 
@@ -17,7 +18,7 @@ LANGUAGES = ("en", "hi", "ur")
 # The longest value of each parameter the USSD flows pass: they cut centre names to
 # `centre_width` and vaccine names to 20; data items are shortened by the renderer.
 WORST = {
-    "initials": "A.B.C.D.",
+    "initials": "V.N.L.N.R.K.",  # cut to INITIALS_WIDTH by the flows
     "centre": "Primary Health Centre Rampur Khas Block",  # 40 characters
     "day": "30 Sep",
     "slot": "09:00-11:00",
@@ -26,7 +27,19 @@ WORST = {
     "ref": "48213 90576",
     "code": "1234",
 }
-WORST_ITEM = "Community Health Centre Rampur Khas Block Number 12"
+WORST_ITEMS = ["Community Health Centre Rampur Khas Block Number 12",
+               "Mohammed Abdul Rahman Siddiqui Qureshi Khan", "Lodhi Road Health Centre Annexe"]
+# Language menus list each language in its own script, so they are UCS-2 screens; checked
+# with the three languages configured by default.
+LANGUAGE_ITEMS = [language_name(code) for code in LANGUAGES]
+LANGUAGE_SCREENS = ("ussd/welcome", "ussd/language")
+# Days and times are useless shortened: these labels must show whole ("hh:mm-hh:mm" at least,
+# when a slot also names its vaccine).
+WHOLE = {
+    "ussd/dates": [[f"{d} Sep" for d in range(24, 31)]],
+    "ussd/slots": [[f"{h:02d}:00-{h + 2:02d}:00" for h in range(7, 21, 2)],
+                   [f"{h:02d}:00-{h + 2:02d}:00 Measles-Rubella (MR)" for h in range(7, 21, 2)]],
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +52,34 @@ def _worst(templates: Templates, lang: str) -> dict:
     return {**WORST, "centre": WORST["centre"][:centre_width(ctx, lang)]}
 
 
-def _item_pages(size: int) -> list[tuple[list, int]]:
+def _item_pages(template_id: str, size: int) -> list[tuple[list, int]]:
     """(items, page) at their worst: a full page with a further one, and a last page that
     ends with "Add a person" (numbered 10 and more, so the numbers are wide too)."""
-    return [([WORST_ITEM] * (size + 1), 0),
-            ([WORST_ITEM] * (3 * size - 1) + [T("ussd/add_person")], 2)]
+    if template_id in LANGUAGE_SCREENS:
+        return [(LANGUAGE_ITEMS, 0)]
+    if template_id in WHOLE:
+        return [(labels[:size + 1], 0) for labels in WHOLE[template_id]]
+    data = [WORST_ITEMS[n % len(WORST_ITEMS)] for n in range(3 * size)]
+    return [(data[:size + 1], 0), (data[:3 * size - 1] + [T("ussd/add_person")], 2)]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("template_id", sorted(SHAPES))
 def test_screen_fits_its_budget_with_every_hint_it_can_show(templates, lang, template_id):
     shape = SHAPES[template_id]
-    pages = _item_pages(templates.page_size(lang)) if shape.items else [((), 0)]
+    pages = _item_pages(template_id, templates.page_size(lang)) if shape.items else [((), 0)]
     for hint in ("", *shape.hints):
         for items, page in pages:
             reply = Reply(template_id, _worst(templates, lang), items=items, page=page, hint=hint,
                           nav=shape.nav, end=shape.end)
             screen = templates.screen(reply, lang)  # raises ScreenTooLong
-            if lang == "en":
-                assert gsm.is_gsm7_basic(screen), screen
+            if template_id in WHOLE:
+                shown = items[:templates.page_size(lang)]
+                assert all(label[:len("hh:mm-hh:mm")] in screen for label in shown), screen
+    if lang == "en":  # English texts stay plain GSM-7 (language names are data)
+        for text_id in (template_id, *shape.hints):
+            text = templates.render(text_id, lang, _worst(templates, lang))
+            assert gsm.is_gsm7_basic(text), text
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

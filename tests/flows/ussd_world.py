@@ -11,6 +11,7 @@ Area 560001 has seven centres (206..212 "Centre 1".."Centre 7"), each with seats
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -128,6 +129,7 @@ def check(outcome, then: Then) -> None:
     reply = outcome.reply
     conforms(reply)
     assert (outcome.state is None) == reply.end
+    assert json.loads(json.dumps(outcome.state)) == outcome.state  # what the shell stores
     assert (reply.template, reply.hint, reply.end) == (then.template, then.hint, then.end)
     assert reply.page == then.page
     assert outcome.effects == then.effects

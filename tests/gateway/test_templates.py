@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from flows.base import Reply, T
-from flows.text import language_name
+from flows.menu import CENTRE_WIDTH
+from flows.text import clip, language_name
 from gateway import gsm
 from gateway.config import Config
-from gateway.templates import ROOT, ScreenTooLong, TemplateError, Templates, fold
+from gateway.templates import PAGE_SIZE_GSM7, ROOT, ScreenTooLong, TemplateError, Templates, fold
 
 LANGUAGES = ("en", "hi", "ur")
 MAX_PER_MOBILE = Config().max_per_mobile
@@ -105,7 +106,11 @@ def _worst_params(templates: Templates, template_id: str, lang: str) -> dict:
     if missing:
         pytest.fail(f"{lang}/{template_id}.txt uses {', '.join(missing)}: add its worst-case "
                     f"value to WORST in {Path(__file__).name}")
-    return dict(WORST)
+    params = dict(WORST)
+    if template_id.startswith("ussd/") and templates.page_size(lang) < PAGE_SIZE_GSM7:
+        # the flows give a centre half the room on a UCS-2 screen (flows.menu.centre_width)
+        params["centre"] = clip(params["centre"], CENTRE_WIDTH // 2)
+    return params
 
 
 def _ids(prefix: str) -> list[tuple[str, str]]:
@@ -172,7 +177,7 @@ def test_ussd_screen_fits_with_worst_case_values(templates, lang, template_id):
     hint = _screen_hint(templates, shape["hints"], lang, params)
     reply = Reply(template_id, params, items=items, hint=hint, nav=shape["nav"])
     screen = templates.screen(reply, lang)  # raises ScreenTooLong when it cannot fit
-    if lang == "en":
+    if lang == "en" and shape["items"] != "languages":  # languages are named in their script
         assert gsm.is_gsm7_basic(screen), f"en/{template_id} leaves the GSM-7 basic table"
     if isinstance(shape["items"], list):  # dates and times are useless shortened
         for label in shape["items"][:templates.page_size(lang)]:
