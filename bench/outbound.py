@@ -52,17 +52,11 @@ def free_port() -> int:
 
 # ---- the fake provider, in its own process ----
 def _serve_fake(port: int, delay: float, counter, ready) -> None:
-    fake = FakeAT(api_key=API_KEY, delay=delay)
-    answer = fake.answer
-
-    def counting(path, api_key, form):
-        result = answer(path, api_key, form)
+    def count(_request):
         with counter.get_lock():
             counter.value += 1
-        fake.requests.clear()  # keep memory flat; the bench counts instead
-        return result
 
-    fake.answer = counting
+    fake = FakeAT(api_key=API_KEY, delay=delay, keep_requests=False, on_answer=count)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the server's threads
     fake.start(port)
     ready.set()
@@ -193,8 +187,8 @@ def main(argv=None) -> int:
                                                               "GATEWAY_AT_API_URL", "GATEWAY_AT_USERNAME"):
                 del env[name]
 
-        print(f"provider delay {args.delay * 1000:.0f} ms; {os.cpu_count()} CPUs; workers: `python -m gateway worker`"
-              " with default settings")
+        print(f"provider delay {args.delay * 1000:.0f} ms; {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f} before the run; workers: `python -m gateway worker` with default settings")
         floor = measure_floor(fake_url, args.floor_seconds)
         print(f"floor    provider + SDK alone, 300 threads in 2 processes: {floor:7.1f} req/s")
 
@@ -235,7 +229,8 @@ def main(argv=None) -> int:
         cpu_after = (cpu_seconds(workers.pid), cpu_seconds(fake.pid), cpu_seconds(server.pid), time.process_time())
         per = [(b - a) / max(1, produced) * 1000 for a, b in zip(cpu_before, cpu_after)]
         print(f"         CPU per message: workers {per[0]:.2f} ms, fake provider {per[1]:.2f} ms, "
-              f"redis {per[2]:.2f} ms, producer {per[3]:.2f} ms")
+              f"redis {per[2]:.2f} ms, producer {per[3]:.2f} ms; {os.cpu_count()} cores would carry "
+              f"{os.cpu_count() * 1000 / sum(per):.0f} msg/s with nothing else running")
         print(f"         queue depth each second: {' '.join(str(d) for d in depths)}")
         half = len(depths) // 2
         growing = half and (sum(depths[half:]) / max(1, len(depths) - half)) > 2 * max(1.0, sum(depths[:half]) / half) + 50

@@ -24,7 +24,7 @@ Asha Kumari and Ravi Kumar are registered on the number; it is 10:00 on Thursday
     < A.K. dose 1 Covishield
       PHC Connaught Place
       26 Nov 14:00-16:00
-      Reply 1 to book, 2 to stop, 0 to go back.
+      Reply 1 to book, 2 to stop, 0 back.
     > 1
     < (the appointment slip with Ref and Code: the shell sends it for the Book effect)
     > STOP
@@ -52,10 +52,10 @@ from .base import SetReminders, T
 from .commands import Command, looks_like_ussd, parse
 from .domain import Appointment, Status
 from .ids import format_cert, format_ref, parse_ref
-from .menu import BACK, Screen, choice, clamp_page, keyed, page_size, turn_page
+from .menu import Screen, choice, clamp_page, keyed, page_size, turn_page
 from .text import clip, day_label, initials, language_name
+from .ussd import SEAT_LOST
 
-SEAT_LOST = "seat_lost"  # Inbound.event after the shell's Book lost the race for a seat
 CENTRE_WIDTH = 40
 VACCINE_WIDTH = 20
 HINT_INVALID = "sms/citizen/hint_invalid"
@@ -83,6 +83,7 @@ class Task(StrEnum):
     CERT = "c"
 
 
+_CITIZEN = frozenset({"book", "status", "code", "cancel", "cert", "lang", "stop", "start"})
 _BY_COMMAND = {"status": Task.STATUS, "code": Task.CODE, "cancel": Task.CANCEL,
                "cert": Task.CERT}
 _WHICH = {Task.STATUS: "sms/citizen/status", Task.CODE: "sms/citizen/code_which",
@@ -99,14 +100,16 @@ class Answer:
 
 def step(state: dict | None, inbound: Inbound, command: Command, ctx: Context) -> Answer:
     """One SMS from a citizen or vaccinator; `state` is the open conversation, if any."""
+    if state and (state.get("k") not in tuple(Kind) or state.get("l") not in ctx.languages):
+        state = None  # saved by another version, or in a language no longer configured
     if _flooded(ctx):
         warn = ctx.sms_this_hour == ctx.flood_limit + 1
         return Answer(_end("sms/flood_warning") if warn else Outcome(None), _lang(ctx))
-    if state and (inbound.event == SEAT_LOST or _answers(state, command)):
-        return Answer(_continue(state, inbound, command, ctx), state["l"])
     lang = _lang(ctx, inbound, command)
     if looks_like_ussd(inbound.text):
         return Answer(_end("sms/please_dial", ussd_code=ctx.ussd_code), lang)
+    if state and (inbound.event == SEAT_LOST or _answers(state, command)):
+        return Answer(_continue(state, inbound, command, ctx), state["l"])
     if command.name == "book":
         return _book(inbound, command, ctx)
     if command.name in verify.COMMANDS or (verify.is_vaccinator(ctx) and
@@ -126,6 +129,8 @@ def step(state: dict | None, inbound: Inbound, command: Command, ctx: Context) -
 def keyword_lang(text: str, command: Command, ctx: Context) -> str:
     """The language of the keyword typed: the saved language when it knows the word (English
     keywords always work), else the first configured language whose keywords include it."""
+    if not command.name:
+        return ""
     saved = ctx.citizen.lang
     order = ([saved] if saved in ctx.languages else []) + [l for l in ctx.languages if l != saved]
     for lang in order:
@@ -135,9 +140,6 @@ def keyword_lang(text: str, command: Command, ctx: Context) -> str:
 
 
 # ---- which language, and whether to answer at all ----
-
-
-_CITIZEN = frozenset({"book", "status", "code", "cancel", "cert", "lang", "stop", "start"})
 
 
 def _flooded(ctx: Context) -> bool:

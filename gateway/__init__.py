@@ -17,7 +17,7 @@ def create_app(config: "Config | None" = None, services: "Services | None" = Non
     """Build the app: services (Redis clients, queues) from `config` or the environment, blueprints."""
     from flask import Flask
 
-    from . import health, webhooks
+    from . import health, metrics, webhooks
     from .config import Config
     from .services import build
 
@@ -28,6 +28,7 @@ def create_app(config: "Config | None" = None, services: "Services | None" = Non
     app.extensions["teeka"] = services
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     if services.config.simulator:
         _register_simulator(app)
     return app

@@ -7,20 +7,23 @@ repeated hop answers the same screen and no effect happens twice.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import secrets
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import WatchError
 
-from flows import commands, ids, ussd, verify
+from flows import availability, commands, ids, sms, ussd
 from flows.base import Channel, Context, Inbound, Outcome, Reply
 from flows.domain import Status
 
-from . import codes, keys, outbox, phones, store
-from .effects import Commit, SeatLost, Stale
+from . import codes, gsm, keys, outbox, phones, store
+from .effects import Commit, SeatLost, Stale, hour_of
 from .logs import log_event
 
 USSD_SESSION_TTL = 600  # seconds; AT sessions last at most 180 s
@@ -39,17 +42,31 @@ def now_in(services) -> datetime:
 
 
 def _random_digits(n: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(n))
+    return f"{secrets.randbelow(10 ** n):0{n}d}"
+
+
+_PAGE_SIZES: dict[int, tuple[object, dict[str, int]]] = {}  # id(templates) -> sizes
+
+
+def _page_sizes(services) -> dict[str, int]:
+    """Items per USSD page of each configured language, worked out once per template set."""
+    templates = services.templates
+    held = _PAGE_SIZES.get(id(templates))
+    if held is None or held[0] is not templates:  # holding it keeps its id from being reused
+        if len(_PAGE_SIZES) > 16:
+            _PAGE_SIZES.clear()
+        held = (templates, {lang: templates.page_size(lang) for lang in services.config.languages})
+        _PAGE_SIZES[id(templates)] = held
+    return held[1]
 
 
 def _base_context(services, citizen, **extra) -> Context:
-    templates = services.templates
     return Context(
         now=now_in(services),
         citizen=citizen,
         languages=services.config.languages,
         max_per_mobile=services.config.max_per_mobile,
-        page_size={lang: templates.page_size(lang) for lang in services.config.languages},
+        page_size=_page_sizes(services),
         new_ref=ids.make_ref(_random_digits(9)),
         new_cert=ids.make_cert(_random_digits(11)),
         ussd_code=services.config.ussd_code,
@@ -73,8 +90,12 @@ def _commit(services, pipe, outcome: Outcome, ctx: Context, before=()) -> Commit
 
 
 def _enqueue(services, commit: Commit) -> None:
+    """After the commit: queue the step's messages and tell the operator's log of alerts."""
     for message_id, priority in commit.messages:
         outbox.enqueue(services, message_id, priority)
+    for alert in commit.alerts:
+        log_event("operator.alert", level=logging.WARNING, kind=alert.kind, ref=alert.ref,
+                  detail=alert.detail)
 
 
 # ------------------------------------------------------------------ USSD
@@ -90,34 +111,39 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
     r = services.redis
     skey, rkey = keys.ussd_session(session_id), keys.ussd_resume(phone)
     last = text.rsplit("*", 1)[-1] if text else ""
+    heard = _digest(text)
     for _ in range(MAX_ATTEMPTS):
         with r.pipeline() as pipe:
             try:
                 pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
-                raw = pipe.get(skey)
+                # Read on another connection, after the WATCH: a change made after these reads
+                # is still a change after the WATCH, so the EXEC below fails on it.
+                raw, resume_to, held, refs = store.ussd_hop_reads(r, skey, rkey, phone)
                 record = json.loads(raw) if raw else None
-                if record is not None and record["h"] == text:
+                if record is not None and record["h"] in (heard, text):
                     return record["r"], record["e"]  # a repeated hop: same screen, no effects
-                citizen = store.load_citizen(r, phone)
-                codes_by_ref = store.codes_for(services, phone, citizen.appointments)
-                ctx = _base_context(services, citizen, catalog=store.StoreCatalog(r),
-                                    codes=codes_by_ref)
+                window = availability.window(now_in(services).date())
+                catalog = store.StoreCatalog(r, window)
+                citizen, nonces = store.citizen_from(r, phone, held, refs, catalog)
+                codes_by_ref = store.codes_from(services.config.code_secret,
+                                                citizen.appointments, nonces)
+                ctx = _base_context(services, citizen, catalog=catalog, codes=codes_by_ref)
                 if record is None:
-                    resume_raw = r.get(rkey)
-                    outcome = ussd.start(ctx, json.loads(resume_raw) if resume_raw else None)
+                    outcome = ussd.start(ctx, _resume_state(r, resume_to))
                 else:
                     inbound = Inbound(phone, last, Channel.USSD, session_id)
                     outcome = ussd.step(record["st"], inbound, ctx)
                 try:
-                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, skey, rkey,
-                                                     text, record)
+                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, session_id,
+                                                     rkey, heard, record)
                 except SeatLost:
                     pipe.unwatch()
+                    ctx = replace(ctx, catalog=store.StoreCatalog(r, window))  # seats now
                     lost = Inbound(phone, last, Channel.USSD, session_id, event="seat_lost")
                     outcome = ussd.step(record["st"], lost, ctx)
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
-                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, skey, rkey,
-                                                     text, record)
+                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, session_id,
+                                                     rkey, heard, record)
             except (WatchError, Stale):
                 continue
         _enqueue(services, commit)
@@ -126,33 +152,110 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
     raise RuntimeError(f"USSD session {session_id}: too much contention, gave up")
 
 
-def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, skey: str, rkey: str,
-               text: str, record: dict | None) -> tuple[str, bool, Commit]:
+def _digest(text: str) -> str:
+    """What a session record keeps of the hop's text: enough to know a repeated hop."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _resume_state(r, resume_to: str | None) -> dict | None:
+    """The state a dropped booking stopped on: the resume pointer names its session."""
+    if not resume_to:
+        return None
+    if resume_to.startswith("{"):  # a state written before pointers were kept
+        return json.loads(resume_to)
+    raw = r.get(keys.ussd_session(resume_to))
+    return json.loads(raw)["st"] if raw else None
+
+
+def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, session_id: str, rkey: str,
+               heard: str, record: dict | None) -> tuple[str, bool, Commit]:
     lang = _ussd_lang(outcome.state, (record or {}).get("st"), ctx.citizen, services)
     reply = outcome.reply or Reply("ussd/busy", end=True)
     end = reply.end or outcome.state is None
     screen = services.templates.screen(reply, lang)
-    record = json.dumps({"st": outcome.state, "h": text, "r": screen, "e": end},
+    skey = keys.ussd_session(session_id)
+    record = json.dumps({"st": outcome.state, "h": heard, "r": screen, "e": end},
                         ensure_ascii=False, separators=(",", ":"))
 
     def save(p):
-        p.set(skey, record, ex=USSD_SESSION_TTL)
+        # The resume pointer names this session, whose record holds the state: it must live
+        # as long as the pointer, so the record keeps the longer of the two times.
+        p.set(skey, record, ex=max(USSD_SESSION_TTL, RESUME_TTL))
         if outcome.state is None or not ussd.resumable(outcome.state):
             p.delete(rkey)
         elif outcome.state.get("s") != "resume":  # an offer keeps its first 10 minutes
-            p.set(rkey, json.dumps(outcome.state, separators=(",", ":")), ex=RESUME_TTL)
+            p.set(rkey, session_id, ex=RESUME_TTL)
 
     commit = _commit(services, pipe, outcome, ctx, before=(save,))
     return screen, end, commit
 
 
+CONTINUE_ON = frozenset({"Incomplete", "Failed"})  # session-end statuses of a dropped session
+
+
 def handle_ussd_event(services, fields: dict) -> None:
-    """A USSD session-end notice: recorded; the resume offer is already kept per hop."""
-    log_event("ussd.end", phone=fields.get("phoneNumber", ""), session=fields.get("sessionId"),
-              status=fields.get("status", ""), network=fields.get("networkCode", ""))
+    """A USSD session-end notice: counted by status and network; a session that dropped inside
+    an unfinished booking sends one SMS inviting the citizen to dial again and continue.
+
+    "Unfinished" means the session's saved state is in the booking branch and the resume
+    pointer still names this session, so a new dial would continue it. A session that dropped on the
+    "Continue booking" offer itself sends nothing: that booking had its SMS already. A notice
+    repeated with the same sessionId changes nothing. Without `phoneNumber` there is nobody
+    to write to: the notice is only counted.
+    """
+    from flows.base import SendSms
+    from flows.domain import Citizen
+    from flows.menu import Screen
+
+    from . import metrics
+
+    r = services.redis
+    session_id, phone = fields["sessionId"], fields.get("phoneNumber", "")
+    status, network = fields.get("status", ""), fields.get("networkCode", "")
+    seen, skey = keys.seen("ussd_end", session_id), keys.ussd_session(session_id)
+    rkey = keys.ussd_resume(phone) if phone else None
+
+    def record(p):
+        p.set(seen, "1", ex=SEEN_TTL)
+        metrics.count_session_end(p, status, network)
+
+    for _ in range(MAX_ATTEMPTS):
+        with r.pipeline() as pipe:
+            try:
+                pipe.watch(seen, skey, *([rkey] if rkey else []))
+                if pipe.exists(seen):
+                    log_event("ussd.end_duplicate", session=session_id, status=status)
+                    return
+                effects = ()
+                if rkey and status in CONTINUE_ON:
+                    raw = pipe.get(skey)
+                    state = (json.loads(raw) if raw else {}).get("st")
+                    pointer = pipe.get(rkey)  # the session a new dial would continue
+                    if (ussd.resumable(state) and state.get("s") != Screen.RESUME and pointer
+                            and (pointer == session_id or pointer.startswith("{"))):
+                        lang = state.get("l")
+                        lang = lang if lang in services.config.languages \
+                            else services.config.languages[0]
+                        effects = (SendSms(to=phone, template="sms/continue",
+                                           params={"ussd_code": services.config.ussd_code},
+                                           purpose="continue", priority="high", lang=lang),)
+                ctx = Context(now=now_in(services), citizen=Citizen(phone))
+                commit = _commit(services, pipe, Outcome(None, None, effects), ctx,
+                                 before=(record,))
+            except WatchError:
+                continue
+        _enqueue(services, commit)
+        log_event("ussd.end", phone=phone, session=session_id, status=status, network=network,
+                  continue_sms=bool(effects))
+        return
+    raise RuntimeError(f"USSD session-end {session_id}: too much contention, gave up")
 
 
 # ------------------------------------------------------------------ SMS
+SMS_STATE_TTL = 30 * 60  # an SMS conversation waits this long for the next answer
+FLOOD_WINDOW = 2 * 3600  # an hour's flood counter outlives its hour
+
+
 def _aliases(services) -> dict[str, str]:
     table: dict[str, str] = {}
     for lang in services.config.languages:
@@ -160,12 +263,17 @@ def _aliases(services) -> dict[str, str]:
     return table
 
 
-def _sms_context(services, pipe, phone: str, command: commands.Command) -> Context:
+def _sms_context(services, pipe, phone: str, command: commands.Command, count: int) -> Context:
     """Load what a vaccinator/citizen command decides on, WATCHing what it may change."""
     r = services.redis
     vaccinator = store.load_vaccinator(r, phone)
     citizen = store.load_citizen(r, phone)
-    extra: dict = {"vaccinator": vaccinator}
+    templates = services.templates
+    extra: dict = {
+        "vaccinator": vaccinator, "catalog": store.StoreCatalog(r),
+        "keywords": {lang: templates.aliases(lang) for lang in services.config.languages},
+        "sms_this_hour": count, "flood_limit": services.config.sms_flood_limit,
+    }
     now = now_in(services)
     if command.name in ("verify", "done", "notme"):
         appointment, kind = _find_appointment(services, vaccinator, command, now)
@@ -177,8 +285,8 @@ def _sms_context(services, pipe, phone: str, command: commands.Command) -> Conte
             if command.name == "verify" and command.code:
                 extra["code_matches"] = _code_matches(services, appointment, command.code)
         if vaccinator is not None:
-            count = r.get(keys.vaccinator_failures(phone, int(now.timestamp()) // 3600))
-            extra["failed_attempts_last_hour"] = int(count or 0)
+            failures = r.get(keys.vaccinator_failures(phone, int(now.timestamp()) // 3600))
+            extra["failed_attempts_last_hour"] = int(failures or 0)
     elif command.name == "today" and vaccinator is not None:
         counts: dict[str, int] = {}
         for a in store.appointments_at(r, vaccinator.centre_id, now.date()):
@@ -189,8 +297,7 @@ def _sms_context(services, pipe, phone: str, command: commands.Command) -> Conte
         extra["target_kind"] = "ref" if cert else "invalid"
         if cert:
             extra["certificate"] = store.load_certificate(r, cert)
-    ctx = _base_context(services, citizen, **extra)
-    return ctx
+    return _base_context(services, citizen, **extra)
 
 
 def _code_matches(services, appointment, typed: str) -> bool:
@@ -219,52 +326,82 @@ def _find_appointment(services, vaccinator, command, now):
     return found, kind
 
 
-def _sms_lang(services, ctx: Context) -> str:
-    lang = ctx.citizen.lang
-    return lang if lang in services.config.languages else services.config.languages[0]
+def _count_inbound(services, phone: str) -> int:
+    """This number's SMS in the current hour, this one included (the flood limit's count)."""
+    key = keys.flood(phone, hour_of(now_in(services)))
+    with services.redis.pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, FLOOD_WINDOW)
+        count, _ = pipe.execute()
+    return int(count)
 
 
-def _sms_outcome(services, phone: str, text: str, command, ctx: Context) -> Outcome:
-    inbound = Inbound(phone, text, Channel.SMS)
-    if command.name in verify.COMMANDS:
-        return verify.step(command, inbound, ctx)
-    if commands.looks_like_ussd(text):
-        return Outcome(None, Reply("sms/please_dial", {"ussd_code": services.config.ussd_code}))
-    if verify.is_vaccinator(ctx):
-        return verify.step(command, inbound, ctx)  # HELP or anything unknown: vaccinator help
-    return Outcome(None, Reply("sms/help_citizen", {"ussd_code": services.config.ussd_code}))
+def sms_body(templates, reply: Reply, lang: str) -> str:
+    """An SMS reply's text: a list as a numbered screen (paged, long names shortened to fit
+    one screen), anything else as its hint line and template."""
+    if reply.items:
+        return templates.screen(reply, lang)
+    lines = [templates.render(reply.hint, lang, reply.params)] if reply.hint else []
+    return "\n".join(lines + [templates.render(reply.template, lang, reply.params)])
 
 
 def handle_sms(services, phone: str, text: str, provider_id: str, to: str = "") -> None:
     """One inbound SMS: dropped if its provider id was seen; the reply goes out as a job."""
     r = services.redis
-    seen = keys.seen("sms", provider_id)
+    seen, skey = keys.seen("sms", provider_id), keys.sms_state(phone)
+    if r.exists(seen):
+        log_event("sms.duplicate", phone=phone, provider_id=provider_id)
+        return
+    count = _count_inbound(services, phone)
     command = commands.parse(text, _aliases(services))
+    event = ""
     for _ in range(MAX_ATTEMPTS):
         with r.pipeline() as pipe:
             try:
-                pipe.watch(seen)
+                pipe.watch(seen, skey, keys.citizen(phone), keys.citizen_appointments(phone))
                 if pipe.exists(seen):
                     log_event("sms.duplicate", phone=phone, provider_id=provider_id)
                     return
-                ctx = _sms_context(services, pipe, phone, command)
-                outcome = _sms_outcome(services, phone, text, command, ctx)
-                if outcome.reply is not None:
-                    reply = outcome.reply
-                    outcome = Outcome(outcome.state, reply, outcome.effects + (
-                        _reply_sms(phone, reply, _sms_lang(services, ctx)),))
-                commit = _commit(services, pipe, outcome, ctx,
-                                 before=(lambda p: p.set(seen, "1", ex=SEEN_TTL),))
+                raw = pipe.get(skey)
+                ctx = _sms_context(services, pipe, phone, command, count)
+                inbound = Inbound(phone, text, Channel.SMS, event=event)
+                answer = sms.step(json.loads(raw) if raw else None, inbound, command, ctx)
+                commit, replies = _save_sms(services, pipe, answer, ctx, seen, skey)
+            except SeatLost:  # the slot filled while confirming: the slots again
+                event = sms.SEAT_LOST
+                continue
             except (WatchError, Stale):
                 continue
         _enqueue(services, commit)
-        log_event("sms.in", phone=phone, provider_id=provider_id, command=command.name or "-")
+        for message_id in replies:
+            outbox.enqueue(services, message_id, "high")
+        log_event("sms.in", phone=phone, provider_id=provider_id, command=command.name or "-",
+                  answered=bool(replies or commit.messages))
         return
     raise RuntimeError(f"inbound SMS {provider_id}: too much contention, gave up")
 
 
-def _reply_sms(phone: str, reply: Reply, lang: str):
-    from flows.base import SendSms
+def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str,
+              skey: str) -> tuple[Commit, list[str]]:
+    """One transaction: seen id, conversation state, the reply's message record, effects."""
+    outcome, languages = answer.outcome, services.config.languages
+    lang = answer.lang if answer.lang in languages else languages[0]
+    reply = outcome.reply
+    body = sms_body(services.templates, reply, lang) if reply is not None else ""
+    state = None if outcome.state is None else json.dumps(
+        outcome.state, ensure_ascii=False, separators=(",", ":"))
+    replies: list[str] = []
 
-    return SendSms(to=phone, template=reply.template, params=dict(reply.params),
-                   purpose="reply", lang=lang)
+    def save(p):
+        p.set(seen, "1", ex=SEEN_TTL)
+        if state is None:
+            p.delete(skey)
+        else:
+            p.set(skey, state, ex=SMS_STATE_TTL)
+        if reply is not None:
+            replies.append(outbox.record(p, to=ctx.citizen.phone, body=body,
+                                         template=reply.template, lang=lang, purpose="reply",
+                                         priority="high", segments=gsm.segments(body)))
+
+    commit = _commit(services, pipe, outcome, ctx, before=(save,))
+    return commit, replies

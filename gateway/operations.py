@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Iterator, TextIO
 
 from redis.exceptions import WatchError
@@ -19,11 +19,6 @@ from .effects import SMS_CENTRE_WIDTH, Commit
 OPERATOR = "operator"  # the audit actor of a change made with the command line
 SWEEP = "sweep"  # the audit actor of the end-of-day sweep
 SWEEP_PAGE = 500
-
-
-def _audit(pipe, ref: str, status: str, actor: str, channel: str, now: datetime) -> None:
-    pipe.xadd(keys.audit(), {"ref": ref, "status": status, "actor": actor, "channel": channel,
-                             "at": now.astimezone(timezone.utc).isoformat(timespec="seconds")})
 
 
 def sweep_no_shows(services, today: date | None = None) -> int:
@@ -72,7 +67,7 @@ def _mark_no_show(services, phone: str, ref: str, now: datetime) -> int:
                 pipe.multi()
                 pipe.zrem(keys.due_appointments(), ref)
                 pipe.hset(key, "s", str(Status.NO_SHOW))
-                _audit(pipe, ref, Status.NO_SHOW, SWEEP, "system", now)
+                commit.audit(pipe, ref, Status.NO_SHOW, SWEEP, "system")
                 if citizen.reminders:
                     lang = citizen.lang if citizen.lang in services.config.languages \
                         else services.config.languages[0]
@@ -106,7 +101,8 @@ def unlock(services, ref: str) -> str:
                 pipe.hset(key, mapping={"s": str(Status.BOOKED), "w": 0})
                 # back in the sweep's set: the sweep drops locked appointments it passes over
                 pipe.zadd(keys.due_appointments(), {ref: date.fromisoformat(day).toordinal()})
-                _audit(pipe, ref, "unlocked", OPERATOR, "cli", now_in(services))
+                Commit(services=services, now=now_in(services)).audit(pipe, ref, "unlocked",
+                                                                      OPERATOR, "cli")
                 pipe.execute()
                 return f"Unlocked {format_ref(ref)}: booked again, {MAX_WRONG_CODES} tries."
             except WatchError:
@@ -114,7 +110,7 @@ def unlock(services, ref: str) -> str:
 
 
 def disputes(services) -> list[dict]:
-    """Disputed appointments with their certificate, newest last."""
+    """Disputed appointments with their certificate, by ref."""
     r = services.redis
     rows = []
     for ref in sorted(r.smembers(keys.disputes())):
@@ -146,3 +142,57 @@ def export_audit(services, out: TextIO) -> int:
         out.write(json.dumps(event, ensure_ascii=False) + "\n")
         count += 1
     return count
+
+
+# ---------------------------------------------------------------- day-before reminders
+REMINDED = "rm"  # appointment hash field: its reminder is recorded
+
+
+def send_reminders(services, today: date | None = None) -> int:
+    """Tomorrow's live appointments each get one low-priority reminder (centre, date, slot,
+    code filled in at send time; quiet hours wait), unless the number sent STOP. Safe to run
+    any number of times: the reminder is marked on the appointment. Returns how many."""
+    r = services.redis
+    now = now_in(services)
+    tomorrow = (today or now.date()).toordinal() + 1  # the due set is scored by day ordinal
+    refs = r.zrangebyscore(keys.due_appointments(), tomorrow, tomorrow)
+    return sum(_remind(services, phone, ref, now)
+               for ref in refs if (phone := store.owner_of(r, ref)))
+
+
+def reminders_job() -> int:
+    """RQ job (periodic): the day-before reminders with the worker's services."""
+    from .jobs import runtime
+
+    return send_reminders(runtime().services)
+
+
+def _remind(services, phone: str, ref: str, now: datetime) -> int:
+    r = services.redis
+    key = keys.appointment(phone, ref)
+    with r.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key, keys.citizen(phone))
+                current = pipe.hgetall(key)
+                if current.get(REMINDED) or current.get("s") not in (Status.BOOKED,
+                                                                      Status.VERIFIED):
+                    return 0
+                citizen = store.load_citizen(r, phone)
+                if not citizen.reminders:
+                    return 0  # left unmarked: a START the same day still gets it
+                languages = services.config.languages
+                lang = citizen.lang if citizen.lang in languages else languages[0]
+                centre = store.centre_names(r, [current["c"]]).get(current["c"], current["c"])
+                commit = Commit(services=services, now=now, citizen=citizen)
+                pipe.multi()
+                pipe.hset(key, REMINDED, "1")
+                commit.sms(pipe, phone, "sms/reminder", {
+                    "date": day_label(date.fromisoformat(current["d"])), "slot": current["sl"],
+                    "centre": clip(centre, SMS_CENTRE_WIDTH),
+                }, purpose="reminder", priority="low", lang=lang, code_of=ref)
+                pipe.execute()
+            except WatchError:
+                continue
+            _enqueue(services, commit)
+            return 1

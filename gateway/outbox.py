@@ -28,7 +28,7 @@ from redis.exceptions import WatchError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from . import gsm, keys
+from . import gsm, keys, metrics
 from .phones import mask
 from .services import QUEUE_HIGH, QUEUE_LOW
 
@@ -45,7 +45,7 @@ RESEND_DELAYS = (60, 600)  # one entry per resend after a failed delivery report
 OUTBOX_KEEP = 100  # message ids kept per recipient
 PROVIDER_ID_TTL = 7 * 24 * 3600  # how long a delivery report can still find its message
 JOB_FUNC = "gateway.jobs.send_sms"
-JOB_TIMEOUT = 60
+JOB_TIMEOUT = 600  # how long RQ lets a send run before it counts as abandoned (senders may wait for SMS_RATE)
 JOB_RESULT_TTL = 60
 JOB_FAILURE_TTL = 7 * 24 * 3600
 
@@ -104,6 +104,7 @@ def record(pipe, *, to: str, body: str, template: str, lang: str, purpose: str, 
     pipe.zadd(keys.messages_index(), {message_id: now})
     pipe.rpush(keys.outbox(to), message_id)
     pipe.ltrim(keys.outbox(to), -OUTBOX_KEEP, -1)
+    metrics.count_message(pipe, purpose, QUEUED)
     return message_id
 
 
@@ -230,19 +231,23 @@ def claim(services, message_id: str, attempt: int) -> dict | None:
     if not ok:
         log.info("message %s: attempt %d not sent (%s)", message_id, attempt, data)
         return None
-    return dict(zip(data[::2], data[1::2]))
+    rec = dict(zip(data[::2], data[1::2]))
+    metrics.count_message(services.redis, rec.get("purpose", ""), SENDING)
+    return rec
 
 
 def mark_sent(services, rec: dict, provider_id: str, cost: str = "", parts: int = 0) -> None:
     now = _ts(time.time())
+    # a new attempt starts with a clean delivery state: the previous attempt's report is not this one's
     fields = {"status": SENT, "provider_id": provider_id, "sent_at": now, "updated": now, "errors": "",
-              "cost": cost}
+              "cost": cost, "dlr_status": "", "failure_reason": "", "network": ""}
     if parts:
         fields["segments"] = parts
     pipe = services.redis.pipeline(transaction=False)
     pipe.hset(keys.message(rec["id"]), mapping=fields)
     if provider_id:
         pipe.set(keys.provider_message(provider_id), rec["id"], ex=PROVIDER_ID_TTL)
+    metrics.count_message(pipe, rec.get("purpose", ""), SENT)
     pipe.execute()
 
 
@@ -251,6 +256,7 @@ def mark_final(services, rec: dict, status: str, reason: str) -> None:
     now = time.time()
     services.redis.hset(keys.message(rec["id"]), mapping={"status": status, "errors": reason, "updated": _ts(now)})
     services.redis.zadd(keys.messages_failed(), {rec["id"]: now})
+    metrics.count_message(services.redis, rec.get("purpose", ""), status)
     log.warning("message %s to %s %s: %s", rec["id"], mask(rec.get("to", "")), status, reason)
 
 
@@ -266,6 +272,7 @@ def retry(services, rec: dict, delay: float, reason: str) -> bool:
     at = later or at
     services.redis.hset(keys.message(rec["id"]), mapping={
         "status": RETRYING, "errors": reason, "updated": _ts(now.timestamp()), "due": _ts(at.timestamp())})
+    metrics.count_message(services.redis, rec.get("purpose", ""), RETRYING)
     _schedule(services, rec["id"], attempts + 1, rec.get("priority", "high"), at)
     return True
 
@@ -298,6 +305,8 @@ def apply_delivery_report(services, provider_id: str, status: str, failure_reaso
                 if fields:
                     pipe.multi()
                     pipe.hset(key, mapping=fields)
+                    if "status" in fields:
+                        metrics.count_message(pipe, rec.get("purpose", ""), fields["status"])
                     pipe.execute()
                 else:
                     pipe.unwatch()

@@ -56,14 +56,51 @@ def load_citizen(r: Redis, phone: str) -> Citizen:
     pipe.hgetall(keys.citizen(phone))
     pipe.smembers(keys.citizen_appointments(phone))
     record, refs = pipe.execute()
-    appointments = load_appointments(r, phone, sorted(refs))
-    return Citizen(
+    return citizen_from(r, phone, record, refs)[0]
+
+
+def citizen_from(r: Redis, phone: str, record: dict, refs: Iterable[str],
+                 catalog: "StoreCatalog | None" = None) -> tuple[Citizen, dict[str, str]]:
+    """The citizen from its hash and set of refs, already read; also ref -> nonce.
+
+    The appointments' hashes carry their nonces, so the codes need no further round trip;
+    centre names come through `catalog` when given, which keeps them for the rest of the hop.
+    """
+    refs = sorted(refs)
+    hashes = _hashes(r, [keys.appointment(phone, ref) for ref in refs])
+    ids = {h["c"] for h in hashes if h}
+    names = catalog.centre_names(ids) if catalog is not None else centre_names(r, ids)
+    citizen = Citizen(
         phone=phone,
         lang=record.get("lang", ""),
         beneficiaries=_persons(record.get("p")),
-        appointments=tuple(a for a in appointments if a is not None),
+        appointments=tuple(appointment_from(phone, ref, h, names)
+                           for ref, h in zip(refs, hashes) if h),
         reminders=record.get("rem", "1") == "1",
     )
+    return citizen, {ref: h.get("k", "") for ref, h in zip(refs, hashes) if h}
+
+
+def ussd_hop_reads(r: Redis, session_key: str, resume_key: str,
+                   phone: str) -> tuple[str | None, str | None, dict, set]:
+    """What every USSD hop reads first, in one round trip: the session's record, the number's
+    resume pointer, the citizen's hash and set of refs."""
+    pipe = r.pipeline(transaction=False)
+    pipe.get(session_key)
+    pipe.get(resume_key)
+    pipe.hgetall(keys.citizen(phone))
+    pipe.smembers(keys.citizen_appointments(phone))
+    raw, resume, record, refs = pipe.execute()
+    return raw, resume, record, refs
+
+
+def _hashes(r: Redis, names: Sequence[str]) -> list[dict]:
+    if not names:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(name)
+    return pipe.execute()
 
 
 # ---- appointments ----
@@ -139,6 +176,13 @@ def codes_for(services, phone: str, appointments: Iterable[Appointment]) -> dict
     return {ref: codes.derive(secret, ref, n) for ref, n in zip(live, nonces) if n}
 
 
+def codes_from(secret: str, appointments: Iterable[Appointment],
+               nonces: dict[str, str]) -> dict[str, str]:
+    """ref -> code for the live appointments, from nonces already read (`citizen_from`)."""
+    return {a.ref: codes.derive(secret, a.ref, nonces[a.ref]) for a in appointments
+            if a.live and nonces.get(a.ref)}
+
+
 # ---- catalogue ----
 def centre_names(r: Redis, centre_ids: Iterable[str]) -> dict[str, str]:
     ids = sorted(centre_ids)
@@ -168,31 +212,66 @@ def session_from(session_id: str, h: dict) -> Session:
 
 
 class StoreCatalog:
-    """The flows' read-only Catalog, backed by Redis; lookups are batched per call."""
+    """The flows' read-only Catalog, backed by Redis, for one hop.
 
-    def __init__(self, r: Redis):
+    What it reads it keeps, so a step that works out a list and then the next screen's list
+    asks Redis once; lookups are batched per call. With `window` (the days a citizen can
+    book), looking up an area also fetches its centres' sessions of those days in the same
+    round trip, since the centres list is built from them.
+    """
+
+    def __init__(self, r: Redis, window: Sequence[date] = ()):
         self.r = r
+        self.window = tuple(d.isoformat() for d in window)
+        self._areas: dict[str, list[str]] = {}
+        self._centres: dict[str, dict] = {}  # centre id -> hash ({} when missing)
+        self._days: dict[tuple[str, str], set] = {}  # (centre id, day) -> session ids
+        self._sessions: dict[str, dict] = {}  # session id -> hash
 
     def centres_in_area(self, area_code: str) -> list[Centre]:
-        ids = sorted(self.r.smembers(keys.area(area_code)))
-        pipe = self.r.pipeline(transaction=False)
-        for cid in ids:
-            pipe.hgetall(keys.centre(cid))
-        return [centre_from(cid, h) for cid, h in zip(ids, pipe.execute()) if h]
+        if area_code not in self._areas:
+            self._areas[area_code] = sorted(self.r.smembers(keys.area(area_code)))
+        ids = self._areas[area_code]
+        self._fetch(ids, [(cid, day) for cid in ids for day in self.window])
+        return [centre_from(cid, self._centres[cid]) for cid in ids if self._centres[cid]]
 
     def centre(self, centre_id: str) -> Centre | None:
-        h = self.r.hgetall(keys.centre(centre_id))
+        self._fetch([centre_id], ())
+        h = self._centres[centre_id]
         return centre_from(centre_id, h) if h else None
+
+    def centre_names(self, centre_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(centre_ids)
+        self._fetch(ids, ())
+        return {cid: self._centres[cid]["name"] for cid in ids
+                if self._centres[cid].get("name")}
 
     def sessions(self, centre_ids: Sequence[str], days: Sequence[date]) -> list[Session]:
         pairs = [(cid, d.isoformat()) for cid in centre_ids for d in days]
         if not pairs:
             return []
+        self._fetch(centre_ids, pairs)
+        session_ids = sorted(set().union(*(self._days[pair] for pair in pairs)))
+        missing = [sid for sid in session_ids if sid not in self._sessions]
+        for sid, h in zip(missing, _hashes(self.r, [keys.session(sid) for sid in missing])):
+            self._sessions[sid] = h
+        return [session_from(sid, self._sessions[sid]) for sid in session_ids
+                if self._sessions[sid]]
+
+    def _fetch(self, centre_ids: Iterable[str], pairs: Iterable[tuple[str, str]]) -> None:
+        """Read the centres and (centre, day) session sets not read yet, in one round trip."""
+        centres = [cid for cid in dict.fromkeys(centre_ids) if cid not in self._centres]
+        pairs = [pair for pair in dict.fromkeys(pairs) if pair not in self._days]
+        if not centres and not pairs:
+            return
         pipe = self.r.pipeline(transaction=False)
+        for cid in centres:
+            pipe.hgetall(keys.centre(cid))
         for cid, day in pairs:
             pipe.smembers(keys.centre_day_sessions(cid, day))
-        session_ids = sorted(set().union(*pipe.execute()))
-        return load_sessions(self.r, session_ids)
+        found = pipe.execute()
+        self._centres.update(zip(centres, found))
+        self._days.update(zip(pairs, found[len(centres):]))
 
 
 def load_sessions(r: Redis, session_ids: Sequence[str]) -> list[Session]:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, request
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from . import conversation
+from . import conversation, metrics
 from .logs import log_event
 from .phones import InvalidPhone, normalise
 
@@ -19,7 +20,8 @@ bp = Blueprint("webhooks", __name__)
 
 MAX_FIELD = 1000
 BUSY = "Service busy, please try again later."
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+# a primary that just became a replica refuses writes (READONLY): as good as down for us
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, RedisReadOnlyError)
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,11 @@ def log_request(response: Response) -> Response:
         form = request.form
     except HTTPException:  # a body too large to read: already answered 413
         form = {}
-    started = g.get("webhook_started", time.perf_counter())
+    seconds = time.perf_counter() - g.get("webhook_started", time.perf_counter())
+    endpoint = request.url_rule.rule if request.url_rule else request.path
+    metrics.after_response(response, services().redis, endpoint, seconds)
     log_event("webhook", path=request.path, status=response.status_code,
-              ms=round((time.perf_counter() - started) * 1000, 1),
+              ms=round(seconds * 1000, 1),
               session=form.get("sessionId"), id=form.get("id"),
               phone=form.get("phoneNumber") or form.get("from"), reason=g.get("webhook_reason"))
     return response
@@ -113,6 +117,7 @@ def bad_request(error: BadRequest):
 
 @bp.errorhandler(RedisConnectionError)
 @bp.errorhandler(RedisTimeoutError)
+@bp.errorhandler(RedisReadOnlyError)
 def redis_down(error: Exception):
     g.webhook_reason = "redis unavailable"
     log_event("redis_unavailable", level=logging.WARNING, path=request.path,
@@ -133,10 +138,7 @@ def ussd():
 @bp.post("/ussd/events")
 def ussd_events():
     f = parse(USSD_EVENT)
-    # The contract answers 503 while Redis is down, so the notice is retried rather than lost
-    # even if handling it does not touch Redis today.
-    services().redis.ping()
-    conversation.handle_ussd_event(services(), f)
+    conversation.handle_ussd_event(services(), f)  # Redis down: 503, the notice is retried
     return plain("OK")
 
 

@@ -66,7 +66,7 @@ def schedule_periodic(services, periodic: list[Periodic] | None = None, now: flo
             at = datetime.fromtimestamp(slot, timezone.utc)
             try:
                 services.queue(p.queue).enqueue_at(at, p.func, job_id=f"periodic-{p.name}-{slot}", unique=True,
-                                                   result_ttl=max(600, 2 * p.every), job_timeout=max(60, p.every))
+                                                   result_ttl=max(600, 2 * p.every), job_timeout=600)
                 added += 1
             except DuplicateJobError:
                 pass
@@ -99,6 +99,7 @@ class ConcurrentWorker(SimpleWorker):
         kwargs.setdefault("log_job_description", False)
         super().__init__(*args, **kwargs)
         self.concurrency = max(1, concurrency)
+        widen_pool(self.connection, self.concurrency)
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._tasks: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -108,10 +109,6 @@ class ConcurrentWorker(SimpleWorker):
         self._cold = False
         self._last_beat = 0.0
         self._last_suspension_check = 0.0
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
 
     # ---- the loop ----
     def _start_threads(self):
@@ -233,6 +230,13 @@ class ConcurrentWorker(SimpleWorker):
         super().set_state(state, pipeline)
 
 
+def widen_pool(client, concurrency: int) -> None:
+    """Let every job thread hold a few connections at once (redis-py caps a pool at 100)."""
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one pool per node
+    if pool is not None and getattr(pool, "max_connections", None) is not None:
+        pool.max_connections = max(pool.max_connections, 3 * concurrency + 10)
+
+
 # ---- processes ----
 def work(config: Config, concurrency: int = DEFAULT_CONCURRENCY, burst: bool = False,
          logging_level: str = "WARNING", services=None) -> bool:
@@ -240,6 +244,7 @@ def work(config: Config, concurrency: int = DEFAULT_CONCURRENCY, burst: bool = F
     from .services import build
 
     services = services or build(config)
+    widen_pool(services.redis, concurrency)
     jobs.install(services)
     worker = ConcurrentWorker(list(QUEUE_NAMES), connection=services.queue_redis, concurrency=concurrency)
     if not burst:

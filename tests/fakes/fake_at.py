@@ -11,6 +11,7 @@ reports, incoming SMS) with `+` encoded as `%2B`, as Africa's Talking sends them
 from __future__ import annotations
 
 import json
+import queue
 import secrets
 import socket
 import threading
@@ -61,12 +62,13 @@ def segments(text: str) -> int:
 class SentRequest:
     """One request the fake received, with what it answered."""
 
-    at: float
+    at: float  # when the request arrived
     path: str
     api_key: str
     form: dict[str, str]
     status: int = 0
     answer: str = ""
+    answered: float = 0.0
 
     @property
     def to(self) -> list[str]:
@@ -93,6 +95,9 @@ class FakeAT:
     timeout_sleep: float = 3.0  # how long a "timeout" answer sleeps (longer than the client waits)
     allowed_sender_ids: set[str] | None = None  # None: any `from` is accepted
     backlog: int = 2048
+    json_content_type: str = "application/json"  # the real API's exact value; the SDK depends on it
+    keep_requests: bool = True  # False: record nothing (long benchmarks); `on_answer` still runs
+    on_answer: object = None  # called with each SentRequest once answered
     requests: list[SentRequest] = field(default_factory=list)
     _scripts: dict[str, list[_Script]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -103,10 +108,19 @@ class FakeAT:
     def start(self, port: int = 0) -> "FakeAT":
         fake = self
 
+        threads = _Threads()
+
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             request_queue_size = fake.backlog
             allow_reuse_address = True
+
+            def process_request(self, request, client_address):
+                threads.run(self.process_request_thread, request, client_address)
+
+            def server_close(self):
+                super().server_close()
+                threads.stop()
 
         self._server = Server(("127.0.0.1", port), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -165,7 +179,17 @@ class FakeAT:
             return [r for r in self.requests if number in r.to]
 
     def accepted_to(self, number: str) -> list[SentRequest]:
-        return [r for r in self.sent_to(number) if r.status == 201 and '"statusCode": 10' in r.answer]
+        """Requests for `number` that the fake accepted (a messageId was issued)."""
+        return [r for r in self.sent_to(number) if r.status == 201 and '"messageId": "ATXid_' in r.answer]
+
+    def message_ids(self, number: str) -> list[str]:
+        """The messageIds issued for `number`, in order."""
+        ids = []
+        for r in self.accepted_to(number):
+            for row in json.loads(r.answer)["SMSMessageData"]["Recipients"]:
+                if row["number"] == number and row["messageId"].startswith("ATXid_"):
+                    ids.append(row["messageId"])
+        return ids
 
     def count(self) -> int:
         with self._lock:
@@ -177,14 +201,29 @@ class FakeAT:
             self._scripts.clear()
 
     # ---- answering ----
-    def answer(self, path: str, api_key: str, form: dict[str, str]) -> tuple[int, str, str]:
+    def answer(self, path: str, api_key: str, form: dict[str, str], arrived: float | None = None) -> tuple[int, str, str]:
         """(HTTP status, content type, body) for one request; records it."""
-        record = SentRequest(at=time.time(), path=path, api_key=api_key, form=form)
-        with self._lock:
-            self.requests.append(record)
+        record = SentRequest(at=arrived or time.time(), path=path, api_key=api_key, form=form)
+        if self.keep_requests:
+            with self._lock:
+                self.requests.append(record)
+        if self.delay:
+            time.sleep(max(0.0, record.at + self.delay - time.time()))
         status, ctype, body = self._answer(path, api_key, form)
-        record.status, record.answer = status, body
+        record.status, record.answer, record.answered = status, body, time.time()
+        if self.on_answer is not None:
+            self.on_answer(record)
         return status, ctype, body
+
+    def max_in_flight(self) -> int:
+        """The most requests that were with the fake at one moment."""
+        with self._lock:
+            events = sorted([(r.at, 1) for r in self.requests] + [(r.answered, -1) for r in self.requests if r.answered])
+        most = current = 0
+        for _, step in events:
+            current += step
+            most = max(most, current)
+        return most
 
     def _answer(self, path: str, api_key: str, form: dict[str, str]) -> tuple[int, str, str]:
         if path != "/version1/messaging":
@@ -225,6 +264,43 @@ class FakeAT:
         return 201, "application/json", json.dumps(body)
 
 
+class _Threads:
+    """Daemon threads, one per connection in progress; a finished one waits for the next
+    connection instead of exiting (starting a thread costs more than answering a request)."""
+
+    def __init__(self):
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = 0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def run(self, fn, *args) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if spawn:
+                self._count += 1
+            else:
+                self._idle -= 1
+        self._work.put((fn, args))
+        if spawn:
+            threading.Thread(target=self._loop, name="fake-at-conn", daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            count = self._count
+        for _ in range(count):
+            self._work.put(None)
+
+    def _loop(self) -> None:
+        while (task := self._work.get()) is not None:
+            fn, args = task
+            try:
+                fn(*args)
+            finally:
+                with self._lock:
+                    self._idle += 1
+
+
 def _handler_for(fake: FakeAT):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -232,12 +308,13 @@ def _handler_for(fake: FakeAT):
         sys_version = ""
 
         def do_POST(self):  # noqa: N802 (http.server's naming)
+            arrived = time.time()
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode("utf-8") if length else ""
             form = {k: v[-1] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
-            if fake.delay:
-                time.sleep(fake.delay)
-            status, ctype, body = fake.answer(self.path.split("?")[0], self.headers.get("apiKey", ""), form)
+            status, ctype, body = fake.answer(self.path.split("?")[0], self.headers.get("apiKey", ""), form, arrived)
+            if ctype == "application/json":
+                ctype = fake.json_content_type
             payload = body.encode("utf-8")
             try:
                 self.send_response(status)

@@ -63,8 +63,7 @@ def test_demo_says_what_to_dial_and_which_vaccinator_numbers_exist(redis_url, rd
 def test_running_demo_twice_changes_nothing_and_keeps_bookings(redis_url, rdb):
     assert gateway_demo(redis_url).returncode == 0
     first = today(redis_url)
-    catalog = store.StoreCatalog(rdb)
-    session = catalog.sessions(["101"], [first + timedelta(days=1)])[0]
+    session = store.StoreCatalog(rdb).sessions(["101"], [first + timedelta(days=1)])[0]
     slot = session.slots[0].name
     rdb.hincrby(keys.session(session.session_id), "t:" + slot, 3)  # three seats booked
     before = {k: rdb.type(k) for k in rdb.scan_iter()}
@@ -72,5 +71,5 @@ def test_running_demo_twice_changes_nothing_and_keeps_bookings(redis_url, rdb):
     result = gateway_demo(redis_url)
     assert result.returncode == 0, result.stderr
     assert {k: rdb.type(k) for k in rdb.scan_iter()} == before
-    again = catalog.sessions(["101"], [first + timedelta(days=1)])[0]
+    again = store.StoreCatalog(rdb).sessions(["101"], [first + timedelta(days=1)])[0]
     assert next(s for s in again.slots if s.name == slot).taken == 3

@@ -36,6 +36,7 @@ WORST = {
     "verified": "999",
     "vaccinated": "999",
     "no_show": "999",
+    "codes": "en, hi, ur, bn, ta, te, mr, gu, kn, ml, pa, or, sw",  # GATEWAY_LANGUAGES, all 13
 }
 assert len(WORST["centre"]) == len(WORST["name"]) == 40
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from flows.text import day_label
-from gateway import create_app, demo, importer, store, worker
+from gateway import create_app, demo, importer, keys, store, worker
 from gateway.conversation import now_in
 from tests.fakes.fake_at import FORM, fake_at  # noqa: F401 (fixture)
 from tests.fakes.network import CODE_RE, REF_RE, LiveServer, Phone, option
@@ -315,6 +315,8 @@ def test_dialling_again_after_a_drop_offers_to_continue_where_it_stopped(gateway
     dropped_on = phone.screen
     assert "Choose a date" in dropped_on
     # the network drops the session here; the citizen dials again
+    # the offer lasts 10 minutes from the drop (Redis expires it; the test cannot wait)
+    assert 0 < services.redis.ttl(keys.ussd_resume(CITIZEN)) <= 600
     phone.dial()
     assert "1 Continue booking" in phone.screen and "2 Main menu" in phone.screen
     assert not phone.ended

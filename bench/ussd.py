@@ -1,0 +1,292 @@
+"""USSD hops through the real app under its production server, next to a floor in the same run.
+
+    citizens (bench/ussd_bot.py) -> HTTP keep-alive -> `python -m gateway web` (gunicorn)
+                                                    -> Redis (a redis-server this bench starts)
+
+The floor is bench/floor_app.py: a bare Flask endpoint doing one Redis GET and one SET, under
+the same gunicorn settings, fed hops of the same size. For each of the two, in one run:
+
+1. latency: hops arrive OPEN-LOOP at a fixed rate (default 200/s); p50/p99 measured from the
+   time each hop was due;
+2. saturation: closed loop, `--concurrency` clients back to back: hops/s completed.
+
+Then, in this process through the gateway's own code, Redis bytes per live USSD session and
+per appointment with all its indexes (bench/ussd_memory.py). It prints a Markdown table and
+exits 1 when a target is missed. Run from the repository root: `python bench/ussd.py`
+(`--help` for the knobs); it takes about two minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from bench import ussd_memory  # noqa: E402
+from bench.ussd_bot import Citizens, FloorHops  # noqa: E402
+from bench.ussd_load import Pool, Result, closed_loop, open_loop  # noqa: E402
+from gateway import demo, importer  # noqa: E402
+from gateway.config import Config  # noqa: E402
+from gateway.conversation import now_in  # noqa: E402
+from gateway.redis_conn import redis_executable  # noqa: E402
+from gateway.services import build  # noqa: E402
+
+AREAS = [f"7{n:05d}" for n in range(1, 21)]  # 20 bench areas, 3 centres each
+SLOTS = ("08:00-12:00", "12:00-16:00", "16:00-20:00", "20:00-23:59")
+P99_RATIO_MAX = 2.0
+THROUGHPUT_RATIO_MIN = 0.7
+SESSION_BYTES_MAX = 512
+APPOINTMENT_BYTES_MAX = 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([redis_executable(), "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the bench's redis-server did not start")
+
+
+def load_catalog(config: Config) -> None:
+    """The demo data plus 20 areas of 3 centres with big sessions for a week."""
+    services = build(config)
+    today = now_in(services).date()
+    demo.load(services, today)
+    centres = ["centre_id,name,district,area_code,address"]
+    sessions = ["centre_id,date,vaccine,min_age,dose,slot,capacity"]
+    for a, area in enumerate(AREAS):
+        for c in range(3):
+            cid = f"9{a:02d}{c}"
+            centres.append(f"{cid},Bench Centre {a}-{c} Urban PHC,Bench District {a % 5},{area},"
+                           f"Road {c}")
+            for d in range(8):
+                day = today + timedelta(days=d)
+                vaccine = "Covishield" if c % 2 else "Covaxin"
+                sessions += [f"{cid},{day},{vaccine},18,1|2,{slot},100000" for slot in SLOTS]
+    for kind, rows in (("centres", centres), ("sessions", sessions)):
+        report = importer.import_csv(services.redis, kind, io.StringIO("\n".join(rows) + "\n"))
+        assert report.ok, report.bad[:3]
+    services.redis.close()
+    services.queue_redis.close()
+
+
+def clean_env(**settings: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(settings, PYTHONPATH=str(ROOT))
+    return env
+
+
+def start_server(argv: list[str], env: dict, log: Path, port: int) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out,
+                                start_new_session=True)
+    deadline = time.monotonic() + 30
+    body = b"sessionId=warmup&serviceCode=%2A384%2A123%23&phoneNumber=%2B919700000000&text="
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv} exited: see {log}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ussd", data=body, timeout=2).read()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError(f"{argv} did not answer within 30 s: see {log}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # gunicorn's master stops its workers
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, seconds in used.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parents.get(p, 0)
+        if p == root:
+            total += seconds
+    return total
+
+
+def drive(port: int, source, args, server: subprocess.Popen,
+          redis_proc: subprocess.Popen) -> tuple[Result, Result, float]:
+    """Latency at the fixed rate, then saturation; CPU ms per hop (server + Redis) at the rate."""
+
+    async def run():
+        pool = Pool("127.0.0.1", port)
+        cpu = cpu_seconds(server.pid) + cpu_seconds(redis_proc.pid)
+        paced = await open_loop(pool, source, args.rate, args.seconds, args.warmup)
+        cpu = cpu_seconds(server.pid) + cpu_seconds(redis_proc.pid) - cpu
+        saturated = await closed_loop(pool, source, args.concurrency, args.saturation_seconds,
+                                      args.warmup)
+        pool.close()
+        return paced, saturated, cpu * 1000 / max(paced.sent, 1)
+
+    return asyncio.run(run())
+
+
+def row(figure: str, value: str, floor: str = "–", ratio: str = "–", target: str = "–",
+        ok: bool | None = None) -> str:
+    verdict = "–" if ok is None else ("pass" if ok else "FAIL")
+    return f"| {figure} | {value} | {floor} | {ratio} | {target} | {verdict} |"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=200, help="open-loop hops/s (default 200)")
+    ap.add_argument("--seconds", type=float, default=30, help="measured seconds at the rate")
+    ap.add_argument("--saturation-seconds", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each")
+    ap.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
+    ap.add_argument("--processes", type=int, default=2, help="gunicorn processes of both")
+    ap.add_argument("--threads", type=int, default=4, help="gunicorn threads of both")
+    ap.add_argument("--memory-sessions", type=int, default=2000)
+    args = ap.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="teeka-bench-ussd-"))
+    redis_proc, redis_port = start_redis(tmp)
+    url = f"redis://127.0.0.1:{redis_port}"
+    settings = dict(GATEWAY_REDIS_URL=f"{url}/0", GATEWAY_CODE_SECRET="bench-secret",
+                    GATEWAY_SMS_BACKEND="africastalking", GATEWAY_AT_API_KEY="bench",
+                    GATEWAY_AT_API_URL="http://127.0.0.1:9")  # no worker runs: nothing is sent
+    config = Config.from_env(settings)
+    server_flags = ["--processes", str(args.processes), "--threads", str(args.threads)]
+    try:
+        load_catalog(config)
+        print(f"{os.cpu_count()} CPUs; gunicorn {args.processes} processes x {args.threads} "
+              f"threads; {args.rate:.0f} hops/s open loop for {args.seconds:.0f} s, then "
+              f"{args.concurrency} clients closed loop for {args.saturation_seconds:.0f} s",
+              flush=True)
+
+        port = free_port()
+        floor_proc = start_server([sys.executable, "bench/floor_app.py", "--port", str(port),
+                                   "--redis-url", f"{url}/2", *server_flags],
+                                  clean_env(), tmp / "floor.log", port)
+        try:
+            floor = drive(port, FloorHops(), args, floor_proc, redis_proc)
+        finally:
+            stop_server(floor_proc)
+        print(f"floor    p50 {floor[0].percentile(50) * 1e3:.2f} ms  p99 "
+              f"{floor[0].percentile(99) * 1e3:.2f} ms  saturation {floor[1].rate:.0f} hops/s",
+              flush=True)
+
+        port = free_port()
+        citizens = Citizens(AREAS, clock=time.monotonic)
+        app_proc = start_server([sys.executable, "-m", "gateway", "web", "--port", str(port),
+                                 *server_flags], clean_env(**settings), tmp / "web.log", port)
+        try:
+            app = drive(port, citizens, args, app_proc, redis_proc)
+        finally:
+            stop_server(app_proc)
+        print(f"gateway  p50 {app[0].percentile(50) * 1e3:.2f} ms  p99 "
+              f"{app[0].percentile(99) * 1e3:.2f} ms  saturation {app[1].rate:.0f} hops/s",
+              flush=True)
+        total = sum(citizens.kinds.values())
+        print("hop mix: " + ", ".join(f"{kind} {100 * n / total:.0f}%"
+                                      for kind, n in citizens.kinds.most_common()))
+        print("sessions: " + ", ".join(f"{k} {n}" for k, n in citizens.outcomes.most_common()))
+        for name, result in (("floor", floor[0]), ("floor", floor[1]), ("gateway", app[0]),
+                             ("gateway", app[1])):
+            if result.failures:
+                print(f"{name} failures: {dict(result.failures)}")
+        if citizens.confused:
+            print(f"screens the citizens could not answer: {citizens.confused[:3]}")
+
+        services = build(config.with_overrides(redis_url=f"{url}/1"))
+        load_catalog(services.config)
+        memory = ussd_memory.measure(services, AREAS, args.memory_sessions)
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    (f_paced, f_sat, f_cpu), (a_paced, a_sat, a_cpu) = floor, app
+    p99_ratio = a_paced.percentile(99) / f_paced.percentile(99)
+    sat_ratio = a_sat.rate / f_sat.rate
+    errors = a_paced.errors + a_sat.errors + len(citizens.confused)
+    checks = [p99_ratio <= P99_RATIO_MAX, sat_ratio >= THROUGHPUT_RATIO_MIN,
+              memory["session"] <= SESSION_BYTES_MAX,
+              memory["appointment"] <= APPOINTMENT_BYTES_MAX, errors == 0]
+    ms = lambda seconds: f"{seconds * 1e3:.2f} ms"  # noqa: E731
+    lines = [
+        "| figure | value | floor | ratio | target | pass/fail |",
+        "|---|---|---|---|---|---|",
+        row(f"p99 latency at {args.rate:.0f} hops/s", ms(a_paced.percentile(99)),
+            ms(f_paced.percentile(99)), f"{p99_ratio:.2f}", f"<= {P99_RATIO_MAX:g}x floor",
+            checks[0]),
+        row(f"p50 latency at {args.rate:.0f} hops/s", ms(a_paced.percentile(50)),
+            ms(f_paced.percentile(50)), f"{a_paced.percentile(50) / f_paced.percentile(50):.2f}"),
+        row("saturation throughput", f"{a_sat.rate:.0f} hops/s", f"{f_sat.rate:.0f} hops/s",
+            f"{sat_ratio:.2f}", f">= {THROUGHPUT_RATIO_MIN:g}x floor", checks[1]),
+        row(f"CPU per hop at {args.rate:.0f} hops/s (server + Redis)", f"{a_cpu:.2f} ms",
+            f"{f_cpu:.2f} ms", f"{a_cpu / f_cpu:.2f}"),
+        row("hops answered wrongly (HTTP, malformed, unexpected screen)", str(errors),
+            str(f_paced.errors + f_sat.errors), "–", "0", checks[4]),
+        row("Redis bytes per live USSD session", f"{memory['session']:.0f} B", target=
+            f"<= {SESSION_BYTES_MAX} B", ok=checks[2]),
+        row("  of which the hop record / the resume offer",
+            f"{memory['session_hop_record']:.0f} B / {memory['session_resume_offer']:.0f} B"),
+        row("Redis bytes per appointment with its indexes", f"{memory['appointment']:.0f} B",
+            target=f"<= {APPOINTMENT_BYTES_MAX} B", ok=checks[3]),
+        row("  of which its own keys / its share of indexes and audit",
+            f"{memory['appointment_own_keys']:.0f} B / {memory['appointment_shared']:.0f} B"),
+        row("person record (once per person, not per appointment)", f"{memory['person']:.0f} B"),
+        row("booking SMS record / its RQ job until sent", f"{memory['booking_sms']:.0f} B / "
+            f"{memory['booking_sms_job']:.0f} B"),
+    ]
+    print("\n".join(lines))
+    return 0 if all(checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
