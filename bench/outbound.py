@@ -110,8 +110,8 @@ def produce(services: Services, n: int, base: int) -> list[str]:
     return ids
 
 
-def start_workers(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gateway", "worker"], cwd=ROOT, env=env,
+def start_workers(env: dict, extra: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gateway", "worker", *extra], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -155,6 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=300, help="arrival rate in the sustained phase (default 300/s)")
     ap.add_argument("--seconds", type=float, default=20, help="length of the sustained phase (default 20 s)")
     ap.add_argument("--floor-seconds", type=float, default=5, help="length of the floor measurement (default 5 s)")
+    ap.add_argument("--worker-args", default="", help="extra `worker` flags, for experiments (default: none)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="teeka-bench-"))
@@ -188,14 +189,15 @@ def main(argv=None) -> int:
                 del env[name]
 
         print(f"provider delay {args.delay * 1000:.0f} ms; {os.cpu_count()} CPUs, load average "
-              f"{os.getloadavg()[0]:.1f} before the run; workers: `python -m gateway worker` with default settings")
+              f"{os.getloadavg()[0]:.1f} before the run; workers: `python -m gateway worker "
+              f"{args.worker_args or '(default settings)'}`")
         floor = measure_floor(fake_url, args.floor_seconds)
         print(f"floor    provider + SDK alone, 300 threads in 2 processes: {floor:7.1f} req/s")
 
         # drain: a backlog first, then the workers
         counter.value = 0
         ids = produce(services, args.messages, 0)
-        workers = start_workers(env)
+        workers = start_workers(env, args.worker_args.split())
         first = wait_for(counter, 1, 60)
         last = wait_for(counter, args.messages, 600)
         if first is None or last is None:

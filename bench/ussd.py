@@ -4,16 +4,20 @@
                                                     -> Redis (a redis-server this bench starts)
 
 The floor is bench/floor_app.py: a bare Flask endpoint doing one Redis GET and one SET, under
-the same gunicorn settings, fed hops of the same size. For each of the two, in one run:
+the same gunicorn settings, fed hops of the same size. Both run side by side; in each of
+`--rounds` rounds (the order swapped every round, so a machine that gets busier or quieter
+weighs on both alike), each of the two gets:
 
-1. latency: hops arrive OPEN-LOOP at a fixed rate (default 200/s); p50/p99 measured from the
-   time each hop was due;
+1. latency: hops arriving OPEN-LOOP at a fixed rate (default 200/s); p50/p99 measured from
+   the time each hop was due;
 2. saturation: closed loop, `--concurrency` clients back to back: hops/s completed.
+
+A figure is the median over the rounds; a ratio is the median of the rounds' ratios.
 
 Then, in this process through the gateway's own code, Redis bytes per live USSD session and
 per appointment with all its indexes (bench/ussd_memory.py). It prints a Markdown table and
 exits 1 when a target is missed. Run from the repository root: `python bench/ussd.py`
-(`--help` for the knobs); it takes about two minutes.
+(`--help` for the knobs); it takes about three minutes.
 """
 from __future__ import annotations
 
@@ -24,11 +28,14 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,21 +164,63 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
-def drive(port: int, source, args, server: subprocess.Popen,
-          redis_proc: subprocess.Popen) -> tuple[Result, Result, float]:
-    """Latency at the fixed rate, then saturation; CPU ms per hop (server + Redis) at the rate."""
+@dataclass
+class Side:
+    """One server under test: its process, its hop source, what each round measured."""
 
-    async def run():
-        pool = Pool("127.0.0.1", port)
-        cpu = cpu_seconds(server.pid) + cpu_seconds(redis_proc.pid)
-        paced = await open_loop(pool, source, args.rate, args.seconds, args.warmup)
-        cpu = cpu_seconds(server.pid) + cpu_seconds(redis_proc.pid) - cpu
-        saturated = await closed_loop(pool, source, args.concurrency, args.saturation_seconds,
-                                      args.warmup)
-        pool.close()
-        return paced, saturated, cpu * 1000 / max(paced.sent, 1)
+    name: str
+    proc: subprocess.Popen
+    pool: Pool
+    source: object
+    paced: list[Result] = field(default_factory=list)
+    saturated: list[Result] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # server + Redis CPU per paced hop
 
-    return asyncio.run(run())
+    def p99(self) -> float:
+        return statistics.median(r.percentile(99) for r in self.paced)
+
+    def p50(self) -> float:
+        return statistics.median(r.percentile(50) for r in self.paced)
+
+    def throughput(self) -> float:
+        return statistics.median(r.rate for r in self.saturated)
+
+    def errors(self) -> int:
+        return sum(r.errors for r in self.paced + self.saturated)
+
+    def failures(self) -> Counter:
+        return sum((r.failures for r in self.paced + self.saturated), Counter())
+
+
+def interleave(floor: Side, app: Side, args, redis_proc: subprocess.Popen) -> None:
+    """Rounds of floor and gateway one after the other, the order swapped every round, so a
+    machine that gets busier or quieter during the run weighs on both alike."""
+
+    async def paced(side: Side, warmup: float) -> None:
+        cpu = cpu_seconds(side.proc.pid) + cpu_seconds(redis_proc.pid)
+        result = await open_loop(side.pool, side.source, args.rate, args.seconds, warmup)
+        cpu = cpu_seconds(side.proc.pid) + cpu_seconds(redis_proc.pid) - cpu
+        side.paced.append(result)
+        side.cpu_ms.append(cpu * 1000 / max(result.sent, 1))
+
+    async def saturated(side: Side) -> None:
+        side.saturated.append(await closed_loop(side.pool, side.source, args.concurrency,
+                                                args.saturation_seconds, 1.0))
+
+    async def run() -> None:
+        for n in range(args.rounds):
+            order = (floor, app) if n % 2 == 0 else (app, floor)
+            for side in order:
+                await paced(side, args.warmup if n == 0 else 1.0)
+            for side in order:
+                await saturated(side)
+            print(f"round {n + 1}/{args.rounds}: " + "; ".join(
+                f"{s.name} p99 {s.paced[-1].percentile(99) * 1e3:.2f} ms, "
+                f"{s.saturated[-1].rate:.0f} hops/s" for s in (floor, app)), flush=True)
+        floor.pool.close()
+        app.pool.close()
+
+    asyncio.run(run())
 
 
 def row(figure: str, value: str, floor: str = "–", ratio: str = "–", target: str = "–",
@@ -183,13 +232,18 @@ def row(figure: str, value: str, floor: str = "–", ratio: str = "–", target:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=200, help="open-loop hops/s (default 200)")
-    ap.add_argument("--seconds", type=float, default=30, help="measured seconds at the rate")
-    ap.add_argument("--saturation-seconds", type=float, default=10)
-    ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of floor and gateway (default 5)")
+    ap.add_argument("--seconds", type=float, default=8, help="measured seconds at the rate, "
+                    "per round and side (default 8)")
+    ap.add_argument("--saturation-seconds", type=float, default=3,
+                    help="measured closed-loop seconds per round and side (default 3)")
+    ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before the "
+                    "first round of each side (default 3; 1 s before later ones)")
     ap.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
     ap.add_argument("--processes", type=int, default=2, help="gunicorn processes of both")
     ap.add_argument("--threads", type=int, default=4, help="gunicorn threads of both")
-    ap.add_argument("--memory-sessions", type=int, default=2000)
+    ap.add_argument("--memory-sessions", type=int, default=1000,
+                    help="sessions walked for the memory figures (default 1000)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="teeka-bench-ussd-"))
@@ -200,44 +254,35 @@ def main(argv=None) -> int:
                     GATEWAY_AT_API_URL="http://127.0.0.1:9")  # no worker runs: nothing is sent
     config = Config.from_env(settings)
     server_flags = ["--processes", str(args.processes), "--threads", str(args.threads)]
+    servers: list[subprocess.Popen] = []
     try:
         load_catalog(config)
         print(f"{os.cpu_count()} CPUs; gunicorn {args.processes} processes x {args.threads} "
-              f"threads; {args.rate:.0f} hops/s open loop for {args.seconds:.0f} s, then "
-              f"{args.concurrency} clients closed loop for {args.saturation_seconds:.0f} s",
-              flush=True)
+              f"threads; {args.rounds} rounds, each side: {args.rate:.0f} hops/s open loop for "
+              f"{args.seconds:.0f} s, then {args.concurrency} clients closed loop for "
+              f"{args.saturation_seconds:.0f} s", flush=True)
 
-        port = free_port()
-        floor_proc = start_server([sys.executable, "bench/floor_app.py", "--port", str(port),
-                                   "--redis-url", f"{url}/2", *server_flags],
-                                  clean_env(), tmp / "floor.log", port)
-        try:
-            floor = drive(port, FloorHops(), args, floor_proc, redis_proc)
-        finally:
-            stop_server(floor_proc)
-        print(f"floor    p50 {floor[0].percentile(50) * 1e3:.2f} ms  p99 "
-              f"{floor[0].percentile(99) * 1e3:.2f} ms  saturation {floor[1].rate:.0f} hops/s",
-              flush=True)
-
-        port = free_port()
+        floor_port, app_port = free_port(), free_port()
+        floor_proc = start_server([sys.executable, "bench/floor_app.py", "--port",
+                                   str(floor_port), "--redis-url", f"{url}/2", *server_flags],
+                                  clean_env(), tmp / "floor.log", floor_port)
+        servers.append(floor_proc)
+        app_proc = start_server([sys.executable, "-m", "gateway", "web", "--port", str(app_port),
+                                 *server_flags], clean_env(**settings), tmp / "web.log", app_port)
+        servers.append(app_proc)
         citizens = Citizens(AREAS, clock=time.monotonic)
-        app_proc = start_server([sys.executable, "-m", "gateway", "web", "--port", str(port),
-                                 *server_flags], clean_env(**settings), tmp / "web.log", port)
-        try:
-            app = drive(port, citizens, args, app_proc, redis_proc)
-        finally:
-            stop_server(app_proc)
-        print(f"gateway  p50 {app[0].percentile(50) * 1e3:.2f} ms  p99 "
-              f"{app[0].percentile(99) * 1e3:.2f} ms  saturation {app[1].rate:.0f} hops/s",
-              flush=True)
+        floor = Side("floor", floor_proc, Pool("127.0.0.1", floor_port), FloorHops())
+        app = Side("gateway", app_proc, Pool("127.0.0.1", app_port), citizens)
+        interleave(floor, app, args, redis_proc)
+        for proc in servers:
+            stop_server(proc)
         total = sum(citizens.kinds.values())
         print("hop mix: " + ", ".join(f"{kind} {100 * n / total:.0f}%"
                                       for kind, n in citizens.kinds.most_common()))
         print("sessions: " + ", ".join(f"{k} {n}" for k, n in citizens.outcomes.most_common()))
-        for name, result in (("floor", floor[0]), ("floor", floor[1]), ("gateway", app[0]),
-                             ("gateway", app[1])):
-            if result.failures:
-                print(f"{name} failures: {dict(result.failures)}")
+        for side in (floor, app):
+            if side.failures():
+                print(f"{side.name} failures: {dict(side.failures())}")
         if citizens.confused:
             print(f"screens the citizens could not answer: {citizens.confused[:3]}")
 
@@ -245,15 +290,18 @@ def main(argv=None) -> int:
         load_catalog(services.config)
         memory = ussd_memory.measure(services, AREAS, args.memory_sessions)
     finally:
+        for proc in servers:
+            stop_server(proc)
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    (f_paced, f_sat, f_cpu), (a_paced, a_sat, a_cpu) = floor, app
-    p99_ratio = a_paced.percentile(99) / f_paced.percentile(99)
-    sat_ratio = a_sat.rate / f_sat.rate
-    errors = a_paced.errors + a_sat.errors + len(citizens.confused)
+    p99_ratio = statistics.median(a.percentile(99) / f.percentile(99)
+                                  for a, f in zip(app.paced, floor.paced))
+    sat_ratio = statistics.median(a.rate / f.rate for a, f in zip(app.saturated, floor.saturated))
+    f_cpu, a_cpu = statistics.median(floor.cpu_ms), statistics.median(app.cpu_ms)
+    errors = app.errors() + len(citizens.confused)
     checks = [p99_ratio <= P99_RATIO_MAX, sat_ratio >= THROUGHPUT_RATIO_MIN,
               memory["session"] <= SESSION_BYTES_MAX,
               memory["appointment"] <= APPOINTMENT_BYTES_MAX, errors == 0]
@@ -261,21 +309,24 @@ def main(argv=None) -> int:
     lines = [
         "| figure | value | floor | ratio | target | pass/fail |",
         "|---|---|---|---|---|---|",
-        row(f"p99 latency at {args.rate:.0f} hops/s", ms(a_paced.percentile(99)),
-            ms(f_paced.percentile(99)), f"{p99_ratio:.2f}", f"<= {P99_RATIO_MAX:g}x floor",
-            checks[0]),
-        row(f"p50 latency at {args.rate:.0f} hops/s", ms(a_paced.percentile(50)),
-            ms(f_paced.percentile(50)), f"{a_paced.percentile(50) / f_paced.percentile(50):.2f}"),
-        row("saturation throughput", f"{a_sat.rate:.0f} hops/s", f"{f_sat.rate:.0f} hops/s",
-            f"{sat_ratio:.2f}", f">= {THROUGHPUT_RATIO_MIN:g}x floor", checks[1]),
+        row(f"p99 latency at {args.rate:.0f} hops/s", ms(app.p99()), ms(floor.p99()),
+            f"{p99_ratio:.2f}", f"<= {P99_RATIO_MAX:g}x floor", checks[0]),
+        row(f"p50 latency at {args.rate:.0f} hops/s", ms(app.p50()), ms(floor.p50()),
+            f"{app.p50() / floor.p50():.2f}"),
+        row("saturation throughput", f"{app.throughput():.0f} hops/s",
+            f"{floor.throughput():.0f} hops/s", f"{sat_ratio:.2f}",
+            f">= {THROUGHPUT_RATIO_MIN:g}x floor", checks[1]),
         row(f"CPU per hop at {args.rate:.0f} hops/s (server + Redis)", f"{a_cpu:.2f} ms",
             f"{f_cpu:.2f} ms", f"{a_cpu / f_cpu:.2f}"),
         row("hops answered wrongly (HTTP, malformed, unexpected screen)", str(errors),
-            str(f_paced.errors + f_sat.errors), "–", "0", checks[4]),
-        row("Redis bytes per live USSD session", f"{memory['session']:.0f} B", target=
+            str(floor.errors()), "–", "0", checks[4]),
+        row("Redis bytes per live USSD session (English, on the confirm screen)",
+            f"{memory['session']:.0f} B", target=
             f"<= {SESSION_BYTES_MAX} B", ok=checks[2]),
         row("  of which the hop record / the resume offer",
             f"{memory['session_hop_record']:.0f} B / {memory['session_resume_offer']:.0f} B"),
+        row("  the same, a session in Hindi (UCS-2 screens, 3 bytes a letter)",
+            f"{memory['session_hindi']:.0f} B"),
         row("Redis bytes per appointment with its indexes", f"{memory['appointment']:.0f} B",
             target=f"<= {APPOINTMENT_BYTES_MAX} B", ok=checks[3]),
         row("  of which its own keys / its share of indexes and audit",

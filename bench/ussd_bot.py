@@ -66,7 +66,6 @@ class Citizens:
         self.active = active
         self.clock = clock
         self.next_number = first
-        self.next_sid = 0
         self.ready: list[Session] = []
         self.running = 0
         self.numbers: list[Number] = []
@@ -94,12 +93,11 @@ class Citizens:
     def _new_session(self) -> Session:
         goal, number = self._pick_goal()
         number.busy = True
-        self.next_sid += 1
         drop_at = None
         if goal == "book" and self.rng.random() < DROP_SHARE:
             drop_at = self.rng.randrange(4, 9)
-        return Session(number, goal, f"ATUid_bench{self.next_sid:08d}", drop_at,
-                       self.rng.random() < WRONG_SHARE)
+        sid = f"ATUid_{self.rng.getrandbits(128):032x}"  # as Africa's Talking makes them
+        return Session(number, goal, sid, drop_at, self.rng.random() < WRONG_SHARE)
 
     def _pick_goal(self) -> tuple[str, Number]:
         now = self._now()

@@ -34,22 +34,37 @@ def _walk(services, sid: str, phone: str, answers: list[str]) -> str:
     return screen
 
 
+def to_confirm(services, areas: list[str], n: int, rng: random.Random, language: str = "1",
+               first: int = 0) -> dict[str, tuple[str, str]]:
+    """n new numbers, each walked to the confirm screen: session id -> (phone, text so far)."""
+    walked = {}
+    for i in range(first, first + n):
+        # session ids as Africa's Talking makes them ("ATUid_" and 32 hex digits)
+        sid, phone = f"ATUid_{rng.getrandbits(128):032x}", f"+9196{i:08d}"
+        answers = ["", language, "1", rng.choice(NAMES), str(rng.randrange(1950, 2006)), "1",
+                   rng.choice(areas), "1", "1", "1"]
+        screen = _walk(services, sid, phone, answers)
+        assert "\n1 " in screen and "2 " in screen, screen  # the summary: 1 confirm, 2 cancel
+        walked[sid] = (phone, "*".join(answers[1:]))
+    return walked
+
+
+def session_bytes(r, walked: dict[str, tuple[str, str]]) -> tuple[float, float]:
+    """Bytes per session of the hop records and of the resume pointers."""
+    n = len(walked)
+    return (usage(r, [keys.ussd_session(sid) for sid in walked]) / n,
+            usage(r, [keys.ussd_resume(phone) for phone, _ in walked.values()]) / n)
+
+
 def measure(services, areas: list[str], n: int, seed: int = 11) -> dict[str, float]:
     """Bytes per live session and per appointment (with the parts around them)."""
     r = services.redis
     rng = random.Random(seed)
-    people = [(f"mem{i:06d}", f"+9196{i:08d}") for i in range(n)]
-    texts = {}
-    for sid, phone in people:
-        answers = ["", "1", "1", rng.choice(NAMES), str(rng.randrange(1950, 2006)), "1",
-                   rng.choice(areas), "1", "1", "1"]
-        screen = _walk(services, sid, phone, answers)
-        assert "1 Confirm" in screen, screen
-        texts[sid] = "*".join(answers[1:])
-    session_keys = [keys.ussd_session(sid) for sid, _ in people]
-    resume_keys = [keys.ussd_resume(phone) for _, phone in people]
-    hop_records = usage(r, session_keys)
-    resume_offers = usage(r, resume_keys)
+    hindi = session_bytes(r, to_confirm(services, areas, max(n // 4, 1), rng, "2", first=n))
+    walked = to_confirm(services, areas, n, rng)
+    hop_records, resume_offers = session_bytes(r, walked)
+    people = [(sid, phone) for sid, (phone, _) in walked.items()]
+    texts = {sid: text for sid, (_, text) in walked.items()}
 
     def shared() -> list[str]:
         names = [keys.due_appointments(), keys.audit()]
@@ -73,9 +88,10 @@ def measure(services, areas: list[str], n: int, seed: int = 11) -> dict[str, flo
                      + [keys.outbox(phone) for _, phone in people])
     jobs = usage(services.queue_redis, [Job.key_for(outbox.job_id(mid, 1)) for mid in message_ids])
     return {
-        "session": (hop_records + resume_offers) / n,
-        "session_hop_record": hop_records / n,
-        "session_resume_offer": resume_offers / n,
+        "session": hop_records + resume_offers,
+        "session_hop_record": hop_records,
+        "session_resume_offer": resume_offers,
+        "session_hindi": sum(hindi),
         "appointment": (own + shared_growth) / n,
         "appointment_own_keys": own / n,
         "appointment_shared": shared_growth / n,

@@ -72,6 +72,7 @@ HINT_HAS_APPOINTMENT = "ussd/hint_has_appointment"
 HINT_FULLY_VACCINATED = "ussd/hint_fully_vaccinated"
 HINT_SLOT_FILLED = "ussd/hint_slot_filled"
 HINT_FULL = "ussd/hint_full"
+HINT_PEOPLE_LIMIT = "ussd/hint_people_limit"  # the number already has its most people
 _REFUSAL_HINTS = {people.HAS_APPOINTMENT: HINT_HAS_APPOINTMENT,
                   people.FULLY_VACCINATED: HINT_FULLY_VACCINATED}
 
@@ -134,11 +135,19 @@ def step(state: dict, text: str, ctx: Context) -> Outcome:
             return _back(state, ctx)
         number = choice(text, len(options))
         if number is None:
-            return show(state, ctx, HINT_INVALID)
+            return show(state, ctx, _limit_hint(screen, text, ctx) or HINT_INVALID)
         return _PICKED[screen](state, options[number - 1][0], ctx)
     if text == BACK:
         return _back(state, ctx)
     return _ANSWERED[screen](state, text, ctx)
+
+
+def _limit_hint(screen: Screen, text: str, ctx: Context) -> str:
+    """Typing the hidden "Add a person" number at the limit says why, not just "invalid"."""
+    at_limit = len(ctx.citizen.beneficiaries) >= ctx.max_per_mobile
+    if screen is Screen.PERSON and at_limit and text == str(len(ctx.citizen.beneficiaries) + 1):
+        return HINT_PEOPLE_LIMIT
+    return ""
 
 
 def seat_lost(state: dict | None, ctx: Context) -> Outcome:
@@ -332,6 +341,9 @@ def _book(state: dict, ctx: Context) -> Outcome:
             return show(_at(state, Screen.PERSON), ctx, hint)
     if _chosen_slot(state, ctx, person) is None:
         return show(_at(state, Screen.SLOTS), ctx, HINT_SLOT_FILLED)
+    if not person.beneficiary_id and len(ctx.citizen.beneficiaries) >= ctx.max_per_mobile:
+        # someone was added on another handset meanwhile: the number is at its limit now
+        return show({"s": Screen.PERSON, "l": state["l"]}, ctx, HINT_PEOPLE_LIMIT)
     newcomer = None if person.beneficiary_id else NewPerson(state["n"], state["y"], state["x"])
     effect = Book(phone=ctx.citizen.phone, ref=ctx.new_ref, session_id=state["e"],
                   slot=state["t"], dose=person.dose, channel=Channel.USSD, lang=state["l"],

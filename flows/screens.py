@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .booking import (HINT_AREA, HINT_FULL, HINT_FULLY_VACCINATED, HINT_HAS_APPOINTMENT,
-                      HINT_NAME, HINT_SLOT_FILLED, HINT_YEAR)
+                      HINT_NAME, HINT_PEOPLE_LIMIT, HINT_SLOT_FILLED, HINT_YEAR)
 from .menu import HINT_INVALID
 
 
@@ -24,8 +24,8 @@ SHAPES = {
     "ussd/language": Shape(_ONLY_INVALID, items=True),
     "ussd/main_menu": Shape(_ONLY_INVALID, nav=False),
     "ussd/resume": Shape(_ONLY_INVALID, nav=False),
-    "ussd/person": Shape((HINT_INVALID, HINT_HAS_APPOINTMENT, HINT_FULLY_VACCINATED),
-                         items=True),
+    "ussd/person": Shape((HINT_INVALID, HINT_HAS_APPOINTMENT, HINT_FULLY_VACCINATED,
+                          HINT_PEOPLE_LIMIT), items=True),
     "ussd/name": Shape((HINT_NAME, HINT_INVALID)),
     "ussd/birth_year": Shape((HINT_YEAR,)),
     "ussd/gender": Shape(_ONLY_INVALID),

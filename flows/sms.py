@@ -64,7 +64,7 @@ HINT_INVALID = "sms/citizen/hint_invalid"
 _FACES = ("person", "name", "birth_year", "gender", "area", "no_centres", "centres", "dates",
           "slots", "confirm", "add_person", "hint_invalid", "hint_name", "hint_year",
           "hint_area", "hint_has_appointment", "hint_fully_vaccinated", "hint_slot_filled",
-          "hint_full")
+          "hint_full", "hint_people_limit")
 FACES = {f"ussd/{name}": f"sms/citizen/{name}" for name in _FACES}
 
 

@@ -3,7 +3,8 @@
 Concurrency is optimistic: the keys a step depends on are WATCHed before they are read, and
 the step's writes go into one MULTI/EXEC. If anything changed in between (a duplicate hop, a
 racing booking, a second DONE) the EXEC fails and the step runs again on fresh data, so a
-repeated hop answers the same screen and no effect happens twice.
+repeated hop answers the same screen and no effect happens twice. A USSD hop that only moves
+the menu along (nothing it does could harm if done twice) is first tried without the WATCH.
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from zoneinfo import ZoneInfo
 from redis.exceptions import WatchError
 
 from flows import availability, commands, ids, sms, ussd
-from flows.base import Channel, Context, Inbound, Outcome, Reply
+from flows.base import Channel, Context, Inbound, Outcome, Reply, SetLanguage
 from flows.domain import Status
 
-from . import codes, gsm, keys, outbox, phones, store
+from . import codes, gsm, keys, outbox, phones, shedding, store
 from .effects import Commit, SeatLost, Stale, hour_of
 from .logs import log_event
 
@@ -108,22 +109,32 @@ def _ussd_lang(state, previous, citizen, services) -> str:
 def handle_ussd(services, session_id: str, phone: str, text: str, service_code: str = "",
                 network_code: str = "") -> tuple[str, bool]:
     """One USSD hop -> (screen text without the CON/END prefix, end of session?)."""
+    shed = shedding.shed_screen(services, session_id, phone, text)  # launch days: busy
+    if shed is not None:
+        return shed, True
     r = services.redis
     skey, rkey = keys.ussd_session(session_id), keys.ussd_resume(phone)
     last = text.rsplit("*", 1)[-1] if text else ""
     heard = _digest(text)
+    # Most hops only move the menu along: running such a hop twice writes the same record, so
+    # the first try reads without a WATCH (one round trip less). A step with an effect that
+    # must not happen twice (a booking, a cancellation, an SMS) is run again under WATCH.
+    watched, catalog = False, None
     for _ in range(MAX_ATTEMPTS):
         with r.pipeline() as pipe:
             try:
-                pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
+                if watched:
+                    pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
                 # Read on another connection, after the WATCH: a change made after these reads
                 # is still a change after the WATCH, so the EXEC below fails on it.
                 raw, resume_to, held, refs = store.ussd_hop_reads(r, skey, rkey, phone)
                 record = json.loads(raw) if raw else None
                 if record is not None and record["h"] in (heard, text):
-                    return record["r"], record["e"]  # a repeated hop: same screen, no effects
+                    return record["r"], bool(record.get("e"))  # a repeat: same screen, no effects
                 window = availability.window(now_in(services).date())
-                catalog = store.StoreCatalog(r, window)
+                # The catalogue is never WATCHed (a seat is re-checked when it is taken), so
+                # the run under WATCH may use what the first try read.
+                catalog = catalog or store.StoreCatalog(r, window)
                 citizen, nonces = store.citizen_from(r, phone, held, refs, catalog)
                 codes_by_ref = store.codes_from(services.config.code_secret,
                                                 citizen.appointments, nonces)
@@ -133,6 +144,9 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                 else:
                     inbound = Inbound(phone, last, Channel.USSD, session_id)
                     outcome = ussd.step(record["st"], inbound, ctx)
+                if not watched and not _repeatable(outcome):
+                    watched = True
+                    continue
                 try:
                     screen, end, commit = _save_ussd(services, pipe, outcome, ctx, session_id,
                                                      rkey, heard, record)
@@ -145,6 +159,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                     screen, end, commit = _save_ussd(services, pipe, outcome, ctx, session_id,
                                                      rkey, heard, record)
             except (WatchError, Stale):
+                catalog = None  # contention: seats may have gone, read them again
                 continue
         _enqueue(services, commit)
         log_event("ussd.hop", phone=phone, session=session_id, end=end, hops=text.count("*") + 1)
@@ -152,9 +167,17 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
     raise RuntimeError(f"USSD session {session_id}: too much contention, gave up")
 
 
+_REPEATABLE = (SetLanguage,)  # effects that do no harm done twice
+
+
+def _repeatable(outcome: Outcome) -> bool:
+    """True when running the step twice would change nothing: it may go without WATCH."""
+    return all(isinstance(effect, _REPEATABLE) for effect in outcome.effects)
+
+
 def _digest(text: str) -> str:
     """What a session record keeps of the hop's text: enough to know a repeated hop."""
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
 def _resume_state(r, resume_to: str | None) -> dict | None:
@@ -174,8 +197,10 @@ def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, session_id: str, 
     end = reply.end or outcome.state is None
     screen = services.templates.screen(reply, lang)
     skey = keys.ussd_session(session_id)
-    record = json.dumps({"st": outcome.state, "h": heard, "r": screen, "e": end},
-                        ensure_ascii=False, separators=(",", ":"))
+    fields = {"st": outcome.state, "h": heard, "r": screen}
+    if end:  # kept small: "e" only on the last screen
+        fields["e"] = True
+    record = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
     def save(p):
         # The resume pointer names this session, whose record holds the state: it must live
@@ -326,14 +351,10 @@ def _find_appointment(services, vaccinator, command, now):
     return found, kind
 
 
-def _count_inbound(services, phone: str) -> int:
-    """This number's SMS in the current hour, this one included (the flood limit's count)."""
-    key = keys.flood(phone, hour_of(now_in(services)))
-    with services.redis.pipeline() as pipe:
-        pipe.incr(key)
-        pipe.expire(key, FLOOD_WINDOW)
-        count, _ = pipe.execute()
-    return int(count)
+def _count_inbound(pipe, flood_key: str) -> int:
+    """This number's SMS in the current hour, this one included (the flood limit's count);
+    the count itself is written with the message's seen id, so a duplicate never counts."""
+    return int(pipe.get(flood_key) or 0) + 1
 
 
 def sms_body(templates, reply: Reply, lang: str) -> str:
@@ -352,21 +373,24 @@ def handle_sms(services, phone: str, text: str, provider_id: str, to: str = "") 
     if r.exists(seen):
         log_event("sms.duplicate", phone=phone, provider_id=provider_id)
         return
-    count = _count_inbound(services, phone)
+    flood = keys.flood(phone, hour_of(now_in(services)))
     command = commands.parse(text, _aliases(services))
     event = ""
     for _ in range(MAX_ATTEMPTS):
         with r.pipeline() as pipe:
             try:
-                pipe.watch(seen, skey, keys.citizen(phone), keys.citizen_appointments(phone))
+                # every SMS of this number writes `flood`: its SMS are applied one at a time, so
+                # a vaccinator's failure count for the hour is exact under concurrency too
+                pipe.watch(seen, skey, flood, keys.citizen(phone), keys.citizen_appointments(phone))
                 if pipe.exists(seen):
                     log_event("sms.duplicate", phone=phone, provider_id=provider_id)
                     return
+                count = _count_inbound(pipe, flood)
                 raw = pipe.get(skey)
                 ctx = _sms_context(services, pipe, phone, command, count)
                 inbound = Inbound(phone, text, Channel.SMS, event=event)
                 answer = sms.step(json.loads(raw) if raw else None, inbound, command, ctx)
-                commit, replies = _save_sms(services, pipe, answer, ctx, seen, skey)
+                commit, replies = _save_sms(services, pipe, answer, ctx, seen, skey, flood)
             except SeatLost:  # the slot filled while confirming: the slots again
                 event = sms.SEAT_LOST
                 continue
@@ -382,8 +406,8 @@ def handle_sms(services, phone: str, text: str, provider_id: str, to: str = "") 
 
 
 def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str,
-              skey: str) -> tuple[Commit, list[str]]:
-    """One transaction: seen id, conversation state, the reply's message record, effects."""
+              skey: str, flood: str) -> tuple[Commit, list[str]]:
+    """One transaction: seen id, flood count, conversation state, the reply's record, effects."""
     outcome, languages = answer.outcome, services.config.languages
     lang = answer.lang if answer.lang in languages else languages[0]
     reply = outcome.reply
@@ -394,6 +418,8 @@ def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str,
 
     def save(p):
         p.set(seen, "1", ex=SEEN_TTL)
+        p.incr(flood)
+        p.expire(flood, FLOOD_WINDOW)
         if state is None:
             p.delete(skey)
         else:

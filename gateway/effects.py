@@ -90,7 +90,10 @@ class Commit:
         key = keys.appointment(phone, ref)
         pipe.watch(key)
         current = pipe.hgetall(key)
-        if not current or (seen and current.get("s") != str(seen.status)):
+        # The flow may have read it before the WATCH: a wrong code counted in between would
+        # otherwise go unnoticed, and the 5th would not lock (a 6th try).
+        if not current or (seen and (current.get("s") != str(seen.status)
+                                     or int(current.get("w", 0)) != seen.wrong_tries)):
             raise Stale(f"appointment {ref} changed")
         return phone, current
 

@@ -29,6 +29,7 @@ SESSION_STATUSES = frozenset({"Success", "Incomplete", "Failed"})
 _NETWORK = re.compile(r"^\d{1,8}$")  # MCC+MNC; anything else is folded into "other"
 
 WEB, MESSAGES, APPOINTMENTS, SESSIONS = "web", "messages", "appointments", "ussd_end"
+SHED = "ussd_shed"
 
 
 # ---- recording (each adds to a pipeline the caller executes, except `observe_webhook`) ----
@@ -47,6 +48,11 @@ def count_session_end(pipe, status: str, network: str) -> None:
     status = status if status in SESSION_STATUSES else "other"
     network = network if _NETWORK.match(network or "") else ("unknown" if not network else "other")
     pipe.hincrby(keys.metrics(SESSIONS), f"{status}|{network}", 1)
+
+
+def count_shed(redis) -> None:
+    """A new USSD session answered "busy, try again" by load shedding (`gateway.shedding`)."""
+    redis.hincrby(keys.metrics(SHED), "shed", 1)
 
 
 def bucket_of(seconds: float) -> str:
@@ -96,7 +102,7 @@ def queue_depths(services) -> dict[str, dict[str, int]]:
 def counters(redis) -> dict[str, dict[str, int]]:
     """Every counter family as stored: family -> {field: value}."""
     pipe = redis.pipeline(transaction=False)
-    families = (WEB, MESSAGES, APPOINTMENTS, SESSIONS)
+    families = (WEB, MESSAGES, APPOINTMENTS, SESSIONS, SHED)
     for family in families:
         pipe.hgetall(keys.metrics(family))
     return {family: {k: int(v) for k, v in raw.items()} for family, raw in zip(families, pipe.execute())}
@@ -117,6 +123,9 @@ def render(services) -> str:
     _family(out, "teeka_ussd_sessions_ended_total", "counter",
             "USSD session-end notices, by status and network code.",
             [({"status": s, "network": n}, v) for (s, n), v in _split(data[SESSIONS], 2)])
+    _family(out, "teeka_ussd_sessions_shed_total", "counter",
+            "New USSD sessions answered 'busy, try again' by load shedding.",
+            [({}, data[SHED].get("shed", 0))])
     depths = queue_depths(services)
     _family(out, "teeka_queue_jobs", "gauge", "RQ jobs per queue and state.",
             [({"queue": q, "state": st}, n) for q, by in depths.items() for st, n in by.items()])
@@ -165,6 +174,8 @@ def _family(out: list[str], name: str, kind: str, help_text: str, samples) -> No
 
 
 def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
     inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
     return "{" + inner + "}"
 

@@ -48,6 +48,11 @@ JOB_FUNC = "gateway.jobs.send_sms"
 JOB_TIMEOUT = 600  # how long RQ lets a send run before it counts as abandoned (senders may wait for SMS_RATE)
 JOB_RESULT_TTL = 60
 JOB_FAILURE_TTL = 7 * 24 * 3600
+# A send holds `sending` for at most the adapter's timeouts (3 s connect + 10 s read) and two
+# Redis calls; twice that with no answer written means its worker died. The same bound tells a
+# job that was started but never claimed its record (its worker died in between) from a live one.
+STALE_SENDING = 30.0
+QUEUE_SKEW = 60.0  # seconds of enqueue-clock difference between machines tolerated below
 
 # Delivery-report status -> our status. Sent/Submitted/Buffered are on their way.
 DLR_STATUS = {
@@ -163,12 +168,13 @@ def _schedule(services, message_id: str, attempt: int, priority: str, at: dateti
     return jid
 
 
-def requeue_stuck(services, *, older_than: float = 60.0, stale_sending: float = 600.0,
+def requeue_stuck(services, *, older_than: float = 60.0, stale_sending: float = STALE_SENDING,
                   lookback: float | None = 3600.0, now: float | None = None) -> int:
     """Give a job back to records that lost theirs; returns how many were requeued.
 
     queued/retrying records overdue by `older_than` seconds whose job is gone or dead (a crash
-    between the commit and the enqueue) get a new job. A record left in `sending` for
+    between the commit and the enqueue, or a worker killed after taking the job off its queue
+    and before claiming the record) get a new job. A record left in `sending` for
     `stale_sending` seconds (its worker died mid-request: it may or may not have gone out) is
     treated as a failed attempt and retried while attempts remain. Only records created in
     the last `lookback` seconds are looked at (None: all, for the `requeue` command).
@@ -177,6 +183,9 @@ def requeue_stuck(services, *, older_than: float = 60.0, stale_sending: float = 
     low = "-inf" if lookback is None else now - lookback
     r = services.redis
     count, start, page = 0, 0, 500
+    heads: dict = {}  # queue name -> enqueue time of its first job, read once per call
+    # a started job waits for a GATEWAY_SMS_RATE slot before it claims its record: give it JOB_TIMEOUT then
+    started_before = now - (JOB_TIMEOUT if services.config.sms_rate else stale_sending)
     while True:
         ids = r.zrangebyscore(keys.messages_index(), low, now - older_than, start=start, num=page)
         if not ids:
@@ -187,7 +196,8 @@ def requeue_stuck(services, *, older_than: float = 60.0, stale_sending: float = 
             pipe.hmget(keys.message(message_id), "status", "attempts", "priority", "due", "updated")
         for message_id, (status, attempts, priority, due, updated) in zip(ids, pipe.execute()):
             if status in CLAIMABLE and float(due or 0) <= now - older_than:
-                count += _revive(services, message_id, int(attempts or 0) + 1, priority or "high")
+                count += _revive(services, message_id, int(attempts or 0) + 1, priority or "high",
+                                 started_before=started_before, heads=heads, now=now)
             elif status == SENDING and float(updated or 0) <= now - stale_sending:
                 rec = get(services, message_id)
                 if rec.get("status") == SENDING:
@@ -196,19 +206,62 @@ def requeue_stuck(services, *, older_than: float = 60.0, stale_sending: float = 
                     count += 1
 
 
-def _revive(services, message_id: str, attempt: int, priority: str) -> int:
+def _revive(services, message_id: str, attempt: int, priority: str, *, started_before: float,
+            heads: dict, now: float) -> int:
     """Re-create the job of `attempt` if it is missing or dead; 1 if it was re-created."""
     try:
         job = Job.fetch(job_id(message_id, attempt), connection=services.queue_redis)
         status = job.get_status()
     except NoSuchJobError:
         job, status = None, None
-    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED):
+    if job is not None and _job_alive(services, job, status, started_before, heads, now):
         return 0
     if job is not None:
         job.delete()
     log.warning("message %s: attempt %d had no live job, requeued", message_id, attempt)
     return 1 if _schedule(services, message_id, attempt, priority, None) else 0
+
+
+def _job_alive(services, job: Job, status, started_before: float, heads: dict, now: float) -> bool:
+    """Will this job still run? (Its record is unclaimed and overdue.)
+
+    A job started before `started_before` would have claimed its record long ago: its worker
+    died first, and RQ would notice only when the execution expires (JOB_TIMEOUT). A job still
+    `queued` that its queue no longer holds was popped by a worker that died before starting
+    it, and nothing else would ever run it. A false alarm costs a second job for the attempt,
+    which `claim` turns into a no-op.
+    """
+    if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return True
+    if status == JobStatus.STARTED:
+        return job.started_at is None or job.started_at.timestamp() > started_before
+    if status == JobStatus.QUEUED:
+        return _still_queued(services, job, heads, now)
+    return False
+
+
+def _still_queued(services, job: Job, heads: dict, now: float) -> bool:
+    """Is a `queued` job still in its queue? Jobs are appended and popped from the front, so
+    one enqueued well before the queue's first job has been popped already (O(1), no scan)."""
+    if job.origin not in heads:
+        heads[job.origin] = _queue_head(services, job.origin)
+    head = heads[job.origin]
+    if job.enqueued_at is None:
+        return True
+    # an empty queue holds nothing that was enqueued before now
+    return job.enqueued_at.timestamp() > (now if head is None else head) - QUEUE_SKEW
+
+
+def _queue_head(services, name: str) -> float | None:
+    """When the queue's first job was enqueued; None when the queue is empty."""
+    first = services.queue_redis.lindex(services.queue(name).key, 0)
+    if first is None:
+        return None
+    try:
+        head = Job.fetch(first.decode(), connection=services.queue_redis)
+    except NoSuchJobError:
+        return float("-inf")  # a dangling id: no conclusion, every job counts as queued
+    return head.enqueued_at.timestamp() if head.enqueued_at else float("-inf")
 
 
 # ---- attempts (used by the send job) ----

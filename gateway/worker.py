@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import redis.exceptions
 from rq.exceptions import DuplicateJobError, StopRequested
+from rq.scripts import release_lock
 from rq.executions import Execution
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now as rq_now
@@ -33,6 +35,25 @@ log = logging.getLogger(__name__)
 DEFAULT_PROCESSES = max(2, os.cpu_count() or 2)
 DEFAULT_CONCURRENCY = 64  # sends in flight per process
 HEARTBEAT_EVERY = 5.0  # seconds; RQ would otherwise write one after every job
+SCHEDULER_STALE = 10.0  # seconds a scheduler lock went unrenewed (RQ renews it every second): its owner is gone
+MAX_BATCH = 32  # jobs taken off the queues in one round trip
+
+# Pop up to ARGV[1] job ids from the queues in KEYS, in order: {queue index, job id, ...}.
+_TAKE_JOBS = """
+local want, out = tonumber(ARGV[1]), {}
+for i, key in ipairs(KEYS) do
+  if want <= 0 then break end
+  local ids = redis.call('LPOP', key, want)
+  if ids then
+    for _, id in ipairs(ids) do
+      out[#out + 1] = i
+      out[#out + 1] = id
+    end
+    want = want - #ids
+  end
+end
+return out
+"""
 
 
 @dataclass(frozen=True)
@@ -46,9 +67,13 @@ class Periodic:
     queue: str = QUEUE_DEFAULT
 
 
-# Append to this list to add periodic jobs (the end-of-day sweep, reminders, ...).
+# Append to this list to add periodic jobs. The sweep and the reminders are hourly and safe
+# to repeat: each looks only at days before (sweep) or after (reminders) today and marks
+# what it has done.
 PERIODIC: list[Periodic] = [
     Periodic("requeue-stuck", "gateway.jobs.requeue_stuck", every=30),
+    Periodic("no-show-sweep", "gateway.operations.sweep_job", every=3600, offset=300),
+    Periodic("reminders", "gateway.operations.reminders_job", every=3600, offset=600),
 ]
 
 
@@ -86,10 +111,13 @@ class NoDeathPenalty(BaseDeathPenalty):
 class ConcurrentWorker(SimpleWorker):
     """An RQ worker that runs up to `concurrency` jobs at once in threads of this process.
 
-    The main thread takes a free slot, dequeues a job, records its execution (RQ's
-    StartedJobRegistry, the worker's execution set) and hands it to a thread, which performs it
-    with RQ's own success/failure/retry handling. A warm shutdown stops dequeuing and waits for
-    the jobs in flight; a second signal abandons them (their records are recovered later).
+    The main thread takes free slots, dequeues that many jobs at once (queues in priority
+    order), records their executions (RQ's StartedJobRegistry, the worker's execution set) in
+    one round trip and hands them to threads, which perform them with RQ's own success /
+    failure / retry handling. Dequeuing one job at a time the RQ way (three round trips, each
+    waiting for the GIL behind busy threads) capped a process well below its share of the CPU.
+    A warm shutdown stops dequeuing and waits for the jobs in flight; a second signal abandons
+    them (their records are recovered by `outbox.requeue_stuck`).
     """
 
     death_penalty_class = NoDeathPenalty
@@ -109,6 +137,8 @@ class ConcurrentWorker(SimpleWorker):
         self._cold = False
         self._last_beat = 0.0
         self._last_suspension_check = 0.0
+        self._prepared: dict = {}
+        self._take_script = self.connection.register_script(_TAKE_JOBS)
 
     # ---- the loop ----
     def _start_threads(self):
@@ -122,6 +152,9 @@ class ConcurrentWorker(SimpleWorker):
         """Dequeue only when a slot is free; in burst mode, stop only when nothing is in flight."""
         while True:
             self._take_slot()
+            batch = self._dequeue_batch()
+            if batch is not None:
+                return batch
             self._blocking_dequeue = True
             try:
                 result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
@@ -137,10 +170,44 @@ class ConcurrentWorker(SimpleWorker):
                 return None
             self._wait_idle()  # burst: jobs in flight may still enqueue more
 
+    def _dequeue_batch(self):
+        """Take as many waiting jobs as there are free slots in three round trips, however many
+        (RQ takes three per job); hand all but the first to threads. None when nothing waits."""
+        if len(self._ordered_queues) < 2:
+            return None  # a single-queue worker keeps RQ's own dequeue (its intermediate queue)
+        extra = 0
+        while extra < MAX_BATCH - 1 and self._slots.acquire(blocking=False):
+            extra += 1
+        try:
+            popped = self._take_script(keys=[q.key for q in self._ordered_queues], args=[extra + 1])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            popped = []  # RQ's own dequeue below waits for Redis to come back
+        pairs = [(self._ordered_queues[int(i) - 1], job_id.decode()) for i, job_id in zip(popped[::2], popped[1::2])]
+        found = [(job, queue) for job, (queue, _) in
+                 zip(self.job_class.fetch_many([j for _, j in pairs], self.connection, self.serializer), pairs) if job]
+        # the caller's own slot goes with the first job, or back to the caller when none came
+        for _ in range(extra + 1 - max(1, len(found))):
+            self._slots.release()
+        if not found:
+            return None
+        version = self.get_redis_server_version()
+        with self.connection.pipeline() as pipeline:
+            for job, _ in found:
+                job.redis_server_version = version
+                self._prepared[job.id] = self._record_execution(job, pipeline)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            pipeline.execute()
+        for job, queue in found[1:]:
+            self._dispatch(job, queue, self._prepared.pop(job.id))
+        return found[0]
+
     def execute_job(self, job, queue):
+        execution = self._prepared.pop(job.id, None) or self.prepare_execution(job)
+        self._dispatch(job, queue, execution)
+
+    def _dispatch(self, job, queue, execution):
         if not self._threads:
             self._start_threads()
-        execution = self.prepare_execution(job)
         with self._in_flight_lock:
             self._in_flight += 1
         self._tasks.put((job, queue, execution))
@@ -197,13 +264,16 @@ class ConcurrentWorker(SimpleWorker):
     def prepare_execution(self, job):
         """Record the execution and mark the job started in one round trip (RQ takes two)."""
         with self.connection.pipeline() as pipeline:
-            ttl = self.get_heartbeat_ttl(job)
-            execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
-            self.executions[execution.id] = execution
+            execution = self._record_execution(job, pipeline)
             self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-            job.prepare_for_execution(self.name, pipeline=pipeline)
-            pipeline.persist(job.key)
             pipeline.execute()
+        return execution
+
+    def _record_execution(self, job, pipeline):
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name)
+        self.executions[execution.id] = execution
+        job.prepare_for_execution(self.name, pipeline=pipeline)
+        pipeline.persist(job.key)
         return execution
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
@@ -248,18 +318,47 @@ def work(config: Config, concurrency: int = DEFAULT_CONCURRENCY, burst: bool = F
     jobs.install(services)
     worker = ConcurrentWorker(list(QUEUE_NAMES), connection=services.queue_redis, concurrency=concurrency)
     if not burst:
-        threading.Thread(target=_keep_periodic, args=(services,), name="periodic", daemon=True).start()
+        threading.Thread(target=_keep_periodic, args=(services, worker), name="periodic", daemon=True).start()
     return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
 
 
-def _keep_periodic(services) -> None:
+def _keep_periodic(services, worker=None) -> None:
     every = max(1, min((p.every for p in PERIODIC), default=60) // 2)
     while True:
         try:
             schedule_periodic(services)
+            if worker is not None:
+                keep_scheduler(worker)
         except Exception:  # Redis away for a moment: try again at the next tick
             log.warning("could not schedule periodic jobs", exc_info=True)
         time.sleep(every)
+
+
+def keep_scheduler(worker) -> bool:
+    """Run RQ's scheduler in this process when no live one holds its locks; True if it runs here.
+
+    RQ frees a killed scheduler's locks only when they expire (a minute) and tries to take them
+    again only at its maintenance (every 10 minutes): without this, retries, quiet-hour sends and
+    periodic jobs (the stuck-message recovery among them) would wait that long after the worker
+    that ran the scheduler died, or after the scheduler lost Redis for a moment.
+    """
+    scheduler = worker.scheduler  # set by worker.work(); None until then
+    if scheduler is None or worker._stop_requested:  # shutting down: RQ is stopping its scheduler
+        return False
+    if scheduler._process is not None and scheduler._process.is_alive():
+        return True
+    connection = worker.connection
+    full = scheduler.interval + 60  # the TTL RQ gives its locks, and renews every interval
+    for name in scheduler._queue_names:
+        lock = scheduler.get_locking_key(name)
+        owner = connection.get(lock)
+        owner = owner.decode() if isinstance(owner, bytes) else owner
+        if owner and owner != scheduler.name and 0 <= connection.ttl(lock) < full - SCHEDULER_STALE:
+            release_lock(connection, lock, owner)  # only if still that owner's
+    if scheduler.acquire_locks(auto_start=True):
+        log.warning("RQ's scheduler had stopped; it runs in this worker now (%s)",
+                    ", ".join(sorted(scheduler.acquired_locks)))
+    return bool(scheduler.acquired_locks)
 
 
 def run(config: Config | None = None, processes: int = DEFAULT_PROCESSES, concurrency: int = DEFAULT_CONCURRENCY,

@@ -107,7 +107,6 @@ class FakeAT:
     # ---- lifecycle ----
     def start(self, port: int = 0) -> "FakeAT":
         fake = self
-
         threads = _Threads()
 
         class Server(ThreadingHTTPServer):

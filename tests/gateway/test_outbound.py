@@ -446,6 +446,18 @@ def test_worker_sends_concurrently_and_keeps_rq_bookkeeping(services, fake_at):
     assert Worker.count(connection=services.queue_redis) == 0
 
 
+def test_high_priority_goes_first_whatever_the_order_of_arrival(services, fake_at):
+    noon = datetime(2030, 3, 4, 12, 0, tzinfo=ZoneInfo("Asia/Kolkata"))  # outside the quiet hours
+    low = [send(services, to=f"+9198000003{i:02d}", priority="low", now=noon) for i in range(6)]
+    high = [send(services, to=f"+9198000004{i:02d}") for i in range(6)]
+
+    work(services, concurrency=3)
+
+    first_six = {r.form["to"] for r in sorted(fake_at.requests, key=lambda r: r.at)[:6]}
+    assert first_six == {record(services, m)["to"] for m in high}
+    assert all(record(services, m)["status"] == "sent" for m in low + high)
+
+
 def test_failing_job_lands_in_the_failed_registry(services):
     queue = services.queue(QUEUE_HIGH)
     bad = queue.enqueue("builtins.int", "not a number")

@@ -61,7 +61,8 @@ SMS_BUDGETS = {
 # a list of long names and navigation.
 _ANY_HINT = ("*",)
 _INVALID = ("ussd/hint_invalid",)
-_PEOPLE = ("ussd/hint_invalid", "ussd/hint_has_appointment", "ussd/hint_fully_vaccinated")
+_PEOPLE = ("ussd/hint_invalid", "ussd/hint_has_appointment", "ussd/hint_fully_vaccinated",
+           "ussd/hint_people_limit")
 SCREENS = {
     "ussd/busy": {"hints": (), "items": None, "nav": False},
     "ussd/shed": {"hints": (), "items": None, "nav": False},
