@@ -162,7 +162,6 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                 catalog = None  # contention: seats may have gone, read them again
                 continue
         _enqueue(services, commit)
-        log_event("ussd.hop", phone=phone, session=session_id, end=end, hops=text.count("*") + 1)
         return screen, end
     raise RuntimeError(f"USSD session {session_id}: too much contention, gave up")
 

@@ -17,6 +17,7 @@ assert len(_BASIC_TABLE) == 128
 BASIC = frozenset(_BASIC_TABLE) - {"\x1b"}
 # Each costs two septets (ESC + code); handsets and some telcos' USSD gateways mangle them.
 EXTENSION = frozenset("\x0c^{}\\[~]|€")
+_GSM7_ALL = BASIC | EXTENSION
 
 GSM7 = "gsm7"
 UCS2 = "ucs2"
@@ -27,12 +28,12 @@ UCS2_SINGLE, UCS2_PART = 70, 67  # UTF-16 code units, likewise
 
 def encoding(text: str) -> str:
     """"gsm7" when every character is in the basic or extension table, else "ucs2"."""
-    return GSM7 if all(ch in BASIC or ch in EXTENSION for ch in text) else UCS2
+    return GSM7 if _GSM7_ALL.issuperset(text) else UCS2
 
 
 def is_gsm7_basic(text: str) -> bool:
     """True when every character is in the basic table (what a USSD screen may use)."""
-    return all(ch in BASIC for ch in text)
+    return BASIC.issuperset(text)
 
 
 def septets(text: str) -> int:

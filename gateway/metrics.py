@@ -1,15 +1,19 @@
 """Prometheus metrics at `/metrics`: counters live in Redis hashes, so every web and worker
 process adds to the same totals and any process can answer a scrape.
 
-Each counter is a field of one hash (`keys.metrics(<family>)`), incremented in the same
-pipeline or MULTI as the change it counts: a webhook adds one pipelined write after its
-answer has gone out; appointment changes, message status changes and session-end notices
-add a command to the transaction that makes the change. Queue depths are read at scrape time.
+Each counter is a field of one hash (`keys.metrics(<family>)`). Webhook requests are counted
+in the process and added by a background thread once a second (no round trip on the hop);
+appointment changes, message status changes and session-end notices add a command to the
+transaction that makes the change. Queue depths are read at scrape time.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import re
+import threading
+import time
 
 from flask import Blueprint, Response, current_app
 from redis.exceptions import RedisError
@@ -63,26 +67,69 @@ def bucket_of(seconds: float) -> str:
     return INF
 
 
+class WebCounters:
+    """This process's webhook counts, added to Redis by a background thread once a second.
+
+    A webhook then costs no Redis round trip of its own, and every process's counts reach
+    the shared hash within about a second, whichever process is scraped. A process killed
+    outright loses at most its last second of samples.
+    """
+
+    def __init__(self, every: float = 1.0):
+        self.every = every
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}
+        self._redis = None
+        self._pid = 0  # the process whose flusher thread runs (a fork needs its own)
+
+    def add(self, redis, endpoint: str, status: int, seconds: float) -> None:
+        fields = {f"req|{endpoint}|{status}": 1, f"le|{endpoint}|{bucket_of(seconds)}": 1,
+                  f"us|{endpoint}": int(seconds * 1_000_000)}
+        with self._lock:
+            for name, amount in fields.items():
+                self._pending[name] = self._pending.get(name, 0) + amount
+            self._redis = redis
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._keep_flushing, name="metrics-flush",
+                                 daemon=True).start()
+
+    def _keep_flushing(self) -> None:
+        while True:
+            time.sleep(self.every)
+            self.flush()
+
+    def flush(self, redis=None) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            redis = redis or self._redis
+        if not pending or redis is None:
+            return
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for name, amount in pending.items():
+                pipe.hincrby(keys.metrics(WEB), name, amount)
+            pipe.execute()
+        except RedisError as exc:  # kept for the next flush; a request never fails for it
+            with self._lock:
+                for name, amount in pending.items():
+                    self._pending[name] = self._pending.get(name, 0) + amount
+            log.warning("webhook metrics not flushed: %s", type(exc).__name__)
+
+
+_webhooks = WebCounters()
+atexit.register(_webhooks.flush)
+
+
 def observe_webhook(redis, endpoint: str, status: int, seconds: float) -> None:
-    """One webhook request: its status and latency, in one pipelined round trip."""
-    key = keys.metrics(WEB)
-    pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(key, f"req|{endpoint}|{status}", 1)
-    pipe.hincrby(key, f"le|{endpoint}|{bucket_of(seconds)}", 1)
-    pipe.hincrby(key, f"us|{endpoint}", int(seconds * 1_000_000))
-    pipe.execute()
+    """One webhook request, written at once (tests, one-off tools)."""
+    _webhooks.add(redis, endpoint, status, seconds)
+    _webhooks.flush(redis)
 
 
 def after_response(response: Response, redis, endpoint: str, seconds: float) -> None:
-    """Record the request once its answer has been handed to the server, off the hop's path."""
-
-    def record():
-        try:
-            observe_webhook(redis, endpoint, response.status_code, seconds)
-        except RedisError as exc:  # the answer is already out; a lost sample is not worth a 500
-            log.warning("metrics not recorded for %s: %s", endpoint, type(exc).__name__)
-
-    response.call_on_close(record)
+    """Count one webhook request; the flusher thread writes it within a second."""
+    _webhooks.add(redis, endpoint, response.status_code, seconds)
 
 
 # ---- reading ----
@@ -110,6 +157,7 @@ def counters(redis) -> dict[str, dict[str, int]]:
 
 def render(services) -> str:
     """The Prometheus text exposition of every metric."""
+    _webhooks.flush(services.redis)  # this process's last second, so a scrape sees it
     data = counters(services.redis)
     out: list[str] = []
     _web(out, data[WEB])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -16,7 +17,12 @@ class InvalidPhone(ValueError):
 
 def normalise(raw: str, region: str) -> str:
     """Return `raw` as E.164 (`+919812345210`), reading national numbers in `region`."""
-    text = raw or ""
+    return _normalise(raw or "", region or "")
+
+
+@lru_cache(maxsize=65536)  # parsing costs more than the rest of a USSD hop's validation
+def _normalise(raw: str, region: str) -> str:
+    text = raw
     # A '+' sent unescaped in a form body decodes to a space.
     if text.startswith(" ") and text.strip()[:1].isdigit():
         text = "+" + text.strip()
