@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from gateway import create_app, demo, importer, worker
+from gateway import create_app, demo, importer, outbox, worker
 from gateway.conversation import now_in
-from tests.fakes.fake_at import fake_at  # noqa: F401 (fixture)
+from tests.fakes.fake_at import delivery_report_body, fake_at, post_form  # noqa: F401
 from tests.fakes.network import CERT_RE, CODE_RE, REF_RE, LiveServer, Phone, option
 
 CITIZEN = "+919876500001"
@@ -151,3 +151,20 @@ def test_five_wrong_codes_lock_the_appointment_even_the_right_code_then_fails(ga
     vaccinator.sms(f"V {ref} {code}")
     deliver(services)
     assert "lock" in last_text(fake, VACCINATOR_101).lower()  # even the right code is refused
+
+
+def test_help_by_sms_is_sent_once_and_delivered_after_the_report(gateway):
+    server, services, fake = gateway
+    phone = Phone(server.url, CITIZEN)
+    for _ in range(2):  # the provider retried the callback: same id
+        assert phone.sms("HELP", message_id="ATXid_help_1").status_code == 200
+    deliver(services)
+
+    sent = fake.sent_to(CITIZEN)
+    assert len(sent) == 1 and "BOOK" in sent[0].message
+    [record] = outbox.list_for(services, CITIZEN)
+    assert record["status"] == "sent" and record["provider_id"]
+
+    report = delivery_report_body(record["provider_id"], "Success", CITIZEN)
+    assert post_form(server.url + "/sms/delivery", report).status_code == 200
+    assert outbox.get(services, record["id"])["status"] == "delivered"
