@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 from redis.exceptions import WatchError
 
@@ -49,38 +49,61 @@ def sweep_job() -> int:
 
 
 def _mark_no_show(services, phone: str, ref: str, now: datetime) -> int:
+    def plan(current: dict, citizen) -> tuple[int, Write]:
+        if current.get("s") not in (Status.BOOKED, Status.VERIFIED):
+            return 0, lambda pipe, commit: pipe.zrem(keys.due_appointments(), ref)
+
+        def write(pipe, commit: Commit) -> None:
+            pipe.zrem(keys.due_appointments(), ref)
+            pipe.hset(keys.appointment(phone, ref), "s", str(Status.NO_SHOW))
+            commit.audit(pipe, ref, Status.NO_SHOW, SWEEP, "system")
+            if citizen.reminders:
+                commit.sms(pipe, phone, "sms/no_show", {
+                    "date": day_label(date.fromisoformat(current["d"])),
+                    "centre": _centre_label(services, current),
+                    "ussd_code": services.config.ussd_code,
+                }, purpose="no_show", priority="low", lang=_language(services, citizen))
+
+        return 1, write
+
+    return _change(services, phone, ref, now, plan)
+
+
+Write = Callable[[object, Commit], None]
+
+
+def _change(services, phone: str, ref: str, now: datetime,
+            plan: Callable[[dict, object], tuple[int, Write | None]]) -> int:
+    """Apply `plan(current appointment, citizen) -> (count, write)` under WATCH, again on a
+    concurrent change; the messages it records are queued after the commit."""
     r = services.redis
     key = keys.appointment(phone, ref)
     with r.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(key, keys.citizen(phone))
-                current = pipe.hgetall(key)
-                if current.get("s") not in (Status.BOOKED, Status.VERIFIED):
-                    pipe.multi()
-                    pipe.zrem(keys.due_appointments(), ref)
-                    pipe.execute()
-                    return 0
                 citizen = store.load_citizen(r, phone)
-                centre = store.centre_names(r, [current["c"]]).get(current["c"], current["c"])
+                count, write = plan(pipe.hgetall(key), citizen)
+                if write is None:
+                    return count
                 commit = Commit(services=services, now=now, citizen=citizen)
                 pipe.multi()
-                pipe.zrem(keys.due_appointments(), ref)
-                pipe.hset(key, "s", str(Status.NO_SHOW))
-                commit.audit(pipe, ref, Status.NO_SHOW, SWEEP, "system")
-                if citizen.reminders:
-                    lang = citizen.lang if citizen.lang in services.config.languages \
-                        else services.config.languages[0]
-                    commit.sms(pipe, phone, "sms/no_show", {
-                        "date": day_label(date.fromisoformat(current["d"])),
-                        "centre": clip(centre, SMS_CENTRE_WIDTH),
-                        "ussd_code": services.config.ussd_code,
-                    }, purpose="no_show", priority="low", lang=lang)
+                write(pipe, commit)
                 pipe.execute()
             except WatchError:
                 continue
             _enqueue(services, commit)
-            return 1
+            return count
+
+
+def _language(services, citizen) -> str:
+    languages = services.config.languages
+    return citizen.lang if citizen.lang in languages else languages[0]
+
+
+def _centre_label(services, current: dict) -> str:
+    centre = store.centre_names(services.redis, [current["c"]]).get(current["c"], current["c"])
+    return clip(centre, SMS_CENTRE_WIDTH)
 
 
 def unlock(services, ref: str) -> str:
@@ -168,31 +191,20 @@ def reminders_job() -> int:
 
 
 def _remind(services, phone: str, ref: str, now: datetime) -> int:
-    r = services.redis
-    key = keys.appointment(phone, ref)
-    with r.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key, keys.citizen(phone))
-                current = pipe.hgetall(key)
-                if current.get(REMINDED) or current.get("s") not in (Status.BOOKED,
-                                                                      Status.VERIFIED):
-                    return 0
-                citizen = store.load_citizen(r, phone)
-                if not citizen.reminders:
-                    return 0  # left unmarked: a START the same day still gets it
-                languages = services.config.languages
-                lang = citizen.lang if citizen.lang in languages else languages[0]
-                centre = store.centre_names(r, [current["c"]]).get(current["c"], current["c"])
-                commit = Commit(services=services, now=now, citizen=citizen)
-                pipe.multi()
-                pipe.hset(key, REMINDED, "1")
-                commit.sms(pipe, phone, "sms/reminder", {
-                    "date": day_label(date.fromisoformat(current["d"])), "slot": current["sl"],
-                    "centre": clip(centre, SMS_CENTRE_WIDTH),
-                }, purpose="reminder", priority="low", lang=lang, code_of=ref)
-                pipe.execute()
-            except WatchError:
-                continue
-            _enqueue(services, commit)
-            return 1
+    def plan(current: dict, citizen) -> tuple[int, Write | None]:
+        if current.get(REMINDED) or current.get("s") not in (Status.BOOKED, Status.VERIFIED):
+            return 0, None
+        if not citizen.reminders:
+            return 0, None  # left unmarked: a START the same day still gets it
+
+        def write(pipe, commit: Commit) -> None:
+            pipe.hset(keys.appointment(phone, ref), REMINDED, "1")
+            commit.sms(pipe, phone, "sms/reminder", {
+                "date": day_label(date.fromisoformat(current["d"])), "slot": current["sl"],
+                "centre": _centre_label(services, current),
+            }, purpose="reminder", priority="low", lang=_language(services, citizen),
+                code_of=ref)
+
+        return 1, write
+
+    return _change(services, phone, ref, now, plan)
