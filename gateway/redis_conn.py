@@ -35,13 +35,19 @@ _MAX_SOCKET_PATH = 100
 
 
 def connect(config: Config) -> tuple[Redis, Redis]:
-    """Return (data client with str replies, RQ client with bytes replies)."""
+    """Return (data client with str replies, RQ client with bytes replies).
+
+    With GATEWAY_REDIS_CLUSTER=1 the data client is a `RedisCluster` that finds every master from
+    the one node GATEWAY_REDIS_URL names; the RQ client always talks to a single server.
+    """
+    if config.redis_cluster and not config.redis_url:
+        raise ValueError("GATEWAY_REDIS_CLUSTER=1 needs GATEWAY_REDIS_URL naming one node of the cluster")
+    if config.redis_cluster and not config.queue_redis_url:
+        raise ValueError("GATEWAY_REDIS_CLUSTER=1 needs GATEWAY_QUEUE_REDIS_URL: RQ cannot use a cluster")
     url = config.redis_url
     if not url:
         start_embedded(config)
         url = embedded_url(config)
-    if config.redis_cluster and not config.queue_redis_url:
-        raise ValueError("GATEWAY_REDIS_CLUSTER=1 needs GATEWAY_QUEUE_REDIS_URL: RQ cannot use a cluster")
     data = _client(url, config, decode=True, cluster=config.redis_cluster)
     queue = _client(config.queue_redis_url or url, config, decode=False, cluster=False)
     return data, queue
