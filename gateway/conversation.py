@@ -80,7 +80,8 @@ def _commit(services, pipe, outcome: Outcome, ctx: Context, before=()) -> Commit
     known = {a.ref: a for a in ctx.citizen.appointments}
     if ctx.appointment is not None:
         known[ctx.appointment.ref] = ctx.appointment
-    commit = Commit(services=services, now=ctx.now, known=known, citizen=ctx.citizen)
+    commit = Commit(services=services, now=ctx.now, known=known, citizen=ctx.citizen,
+                    catalog=ctx.catalog, codes=dict(ctx.codes))
     commit.prepare(pipe, outcome.effects)
     pipe.multi()
     for write in before:
@@ -127,14 +128,14 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
                 # Read on another connection, after the WATCH: a change made after these reads
                 # is still a change after the WATCH, so the EXEC below fails on it.
-                raw, resume_to, held, refs = store.ussd_hop_reads(r, skey, rkey, phone)
+                raw, resume_to, held, refs, version = store.ussd_hop_reads(r, skey, rkey, phone)
                 record = json.loads(raw) if raw else None
                 if record is not None and record["h"] in (heard, text):
                     return record["r"], bool(record.get("e"))  # a repeat: same screen, no effects
                 window = availability.window(now_in(services).date())
                 # The catalogue is never WATCHed (a seat is re-checked when it is taken), so
                 # the run under WATCH may use what the first try read.
-                catalog = catalog or store.StoreCatalog(r, window)
+                catalog = catalog or store.StoreCatalog(r, window, version)
                 citizen, nonces = store.citizen_from(r, phone, held, refs, catalog)
                 codes_by_ref = store.codes_from(services.config.code_secret,
                                                 citizen.appointments, nonces)
@@ -152,7 +153,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                                                      rkey, heard, record)
                 except SeatLost:
                     pipe.unwatch()
-                    ctx = replace(ctx, catalog=store.StoreCatalog(r, window))  # seats now
+                    ctx = replace(ctx, catalog=store.StoreCatalog(r, window, version))  # seats now
                     lost = Inbound(phone, last, Channel.USSD, session_id, event="seat_lost")
                     outcome = ussd.step(record["st"], lost, ctx)
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))

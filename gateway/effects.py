@@ -41,6 +41,8 @@ class Commit:
     citizen: object = None
     messages: list[tuple[str, str]] = field(default_factory=list)  # (message id, priority)
     alerts: list = field(default_factory=list)  # AlertOperator effects written
+    catalog: object = None  # the step's StoreCatalog: centre names without a round trip
+    codes: dict = field(default_factory=dict)  # ref -> code of live appointments, as read
     _prepared: dict = field(default_factory=dict)
 
     @property
@@ -81,6 +83,19 @@ class Commit:
         self.messages.append((message_id, priority))
         return message_id
 
+    def live_codes(self, phone: str) -> dict[str, str]:
+        """ref -> code of the number's live appointments; from the step's reads when they
+        cover every one of them (the citizen's keys are WATCHed), else read now."""
+        appointments = self.citizen.appointments
+        if {a.ref for a in appointments if a.live} <= self.codes.keys():
+            return dict(self.codes)
+        return store.codes_for(self.services, phone, appointments)
+
+    def centre_name(self, centre_id: str) -> str:
+        names = (self.catalog.centre_names([centre_id]) if self.catalog is not None
+                 else store.centre_names(self.r, [centre_id]))
+        return names.get(centre_id, centre_id)
+
     def watch_appointment(self, pipe, ref: str) -> tuple[str, dict]:
         """WATCH an appointment and check it is still as the flow saw it."""
         seen = self.known.get(ref)
@@ -102,9 +117,14 @@ class Commit:
 def prepare_book(c: Commit, pipe, e: base.Book) -> None:
     skey = keys.session(e.session_id)
     pipe.watch(skey, keys.ref_owner(e.ref))
-    if pipe.exists(keys.ref_owner(e.ref)):
+    # Read on another connection after the WATCH, both in one round trip: a change after
+    # these reads is still a change after the WATCH, so the EXEC fails on it.
+    reads = c.r.pipeline(transaction=False)
+    reads.exists(keys.ref_owner(e.ref))
+    reads.hgetall(skey)
+    owned, session = reads.execute()
+    if owned:
         raise Stale("reference already taken")
-    session = pipe.hgetall(skey)
     capacity = int(session.get("c:" + e.slot, 0))
     if not session or int(session.get("t:" + e.slot, 0)) >= capacity:
         raise SeatLost(e.slot)
@@ -122,7 +142,7 @@ def apply_book(c: Commit, pipe, e: base.Book) -> None:
         pipe.hset(keys.citizen(e.phone), "p", store.persons_json(persons))
     else:
         person = persons[e.beneficiary_id - 1]
-    taken_codes = set(store.codes_for(c.services, e.phone, citizen.appointments).values())
+    taken_codes = set(c.live_codes(e.phone).values())
     nonce = codes.new_nonce()
     while codes.derive(c.services.config.code_secret, e.ref, nonce) in taken_codes:
         nonce = codes.new_nonce()
@@ -138,7 +158,7 @@ def apply_book(c: Commit, pipe, e: base.Book) -> None:
     pipe.sadd(keys.centre_day_appointments(centre_id, day), e.ref)
     pipe.zadd(keys.due_appointments(), {e.ref: datetime.fromisoformat(day).toordinal()})
     c.audit(pipe, e.ref, Status.BOOKED, e.phone, e.channel)
-    centre = store.centre_names(c.r, [centre_id]).get(centre_id, centre_id)
+    centre = c.centre_name(centre_id)
     c.sms(pipe, e.phone, "sms/booking", {
         "initials": initials(person.name), "centre": clip(centre, SMS_CENTRE_WIDTH),
         "date": day_label(datetime.fromisoformat(day).date()), "slot": e.slot,

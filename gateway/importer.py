@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Callable, TextIO
@@ -134,7 +135,8 @@ def write_session(r: Redis, pipe, rec: dict) -> None:
     pipe.hset(key, mapping={"ce": rec["centre"], "d": rec["day"], "v": rec["vaccine"],
                             "a": rec["min_age"], "o": rec["dose"],
                             "c:" + rec["slot"]: rec["capacity"]})
-    pipe.sadd(keys.centre_day_sessions(rec["centre"], rec["day"]), rec["sid"])
+    pipe.zadd(keys.centre_sessions(rec["centre"]),
+              {rec["sid"]: date.fromisoformat(rec["day"]).toordinal()})
 
 
 def write_vaccinator(r: Redis, pipe, rec: dict) -> None:
@@ -146,6 +148,7 @@ def write_vaccinator(r: Redis, pipe, rec: dict) -> None:
 
 PARSERS = {"centres": parse_centre, "sessions": parse_session, "vaccinators": parse_vaccinator}
 WRITERS = {"centres": write_centre, "sessions": write_session, "vaccinators": write_vaccinator}
+CATALOGUE = ("centres", "sessions")  # the kinds that processes keep a copy of
 
 
 def _check_sessions(records: list[tuple[int, dict]], r: Redis) -> list[tuple[int, str]]:
@@ -236,9 +239,17 @@ def _write(r: Redis, kind: str, records: list[dict], progress) -> None:
         write(r, pipe, rec)
         done += 1
         if done % BATCH == 0:
-            pipe.execute()
+            _commit(kind, pipe)
             if progress:
                 progress(done, len(records))
-    pipe.execute()
+    _commit(kind, pipe)
     if progress:
         progress(done, len(records))
+
+
+def _commit(kind: str, pipe) -> None:
+    """Run one batch; a batch that changes the catalogue also replaces its version token in
+    the same transaction, so no process keeps what the batch replaced (`store.StoreCatalog`)."""
+    if kind in CATALOGUE:
+        pipe.set(keys.catalog_version(), secrets.token_hex(8))
+    pipe.execute()

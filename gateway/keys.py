@@ -66,9 +66,9 @@ def area(area_code: str) -> str:
     return f"{P}ar:{area_code}"
 
 
-def centre_day_sessions(centre_id: str, day: str) -> str:
-    """Set of session ids of one centre on one day (YYYY-MM-DD)."""
-    return f"{P}cd:{centre_id}:{day}"
+def centre_sessions(centre_id: str) -> str:
+    """Sorted set of a centre's session ids, scored by the session day's ordinal."""
+    return f"{P}cs:{centre_id}"
 
 
 def session(session_id: str) -> str:
@@ -83,6 +83,12 @@ def centre_day_appointments(centre_id: str, day: str) -> str:
 def due_appointments() -> str:
     """Sorted set ref -> day ordinal, for the end-of-day sweep."""
     return f"{P}due"
+
+
+def catalog_version() -> str:
+    """A token the importer replaces with every write to centres or sessions, so a process
+    knows when what it keeps of the catalogue is out of date."""
+    return f"{P}cv"
 
 
 # ---- vaccinators ----

@@ -82,16 +82,16 @@ def citizen_from(r: Redis, phone: str, record: dict, refs: Iterable[str],
 
 
 def ussd_hop_reads(r: Redis, session_key: str, resume_key: str,
-                   phone: str) -> tuple[str | None, str | None, dict, set]:
+                   phone: str) -> tuple[str | None, str | None, dict, set, str | None]:
     """What every USSD hop reads first, in one round trip: the session's record, the number's
-    resume pointer, the citizen's hash and set of refs."""
+    resume pointer, the citizen's hash and set of refs, and the catalogue's version."""
     pipe = r.pipeline(transaction=False)
     pipe.get(session_key)
     pipe.get(resume_key)
     pipe.hgetall(keys.citizen(phone))
     pipe.smembers(keys.citizen_appointments(phone))
-    raw, resume, record, refs = pipe.execute()
-    return raw, resume, record, refs
+    pipe.get(keys.catalog_version())
+    return tuple(pipe.execute())
 
 
 def _hashes(r: Redis, names: Sequence[str]) -> list[dict]:
@@ -200,78 +200,153 @@ def centre_from(cid: str, h: dict) -> Centre:
 
 
 def session_from(session_id: str, h: dict) -> Session:
-    slots = tuple(
-        Slot(name[2:], int(value), int(h.get("t:" + name[2:], 0)))
-        for name, value in sorted(h.items()) if name.startswith("c:")
+    rules = _rules(h)
+    return _session(session_id, rules, [h.get("t:" + name) for name, _ in rules[5]])
+
+
+def _rules(h: dict) -> tuple:
+    """What a session's hash says that only the importer changes: all but the seats taken."""
+    return (
+        h["ce"], date.fromisoformat(h["d"]), h["v"], int(h.get("a", 0)),
+        frozenset(int(x) for x in h.get("o", "1").split("|") if x),
+        tuple((name[2:], int(value)) for name, value in sorted(h.items())
+              if name.startswith("c:")),
     )
+
+
+def _session(session_id: str, rules: tuple, taken: Sequence) -> Session:
+    centre_id, day, vaccine, min_age, doses, slots = rules
     return Session(
-        session_id=session_id, centre_id=h["ce"], day=date.fromisoformat(h["d"]),
-        vaccine=h["v"], min_age=int(h.get("a", 0)),
-        doses=frozenset(int(x) for x in h.get("o", "1").split("|") if x), slots=slots,
+        session_id=session_id, centre_id=centre_id, day=day, vaccine=vaccine, min_age=min_age,
+        doses=doses, slots=tuple(Slot(name, capacity, int(t or 0))
+                                 for (name, capacity), t in zip(slots, taken)),
     )
+
+
+class _Kept:
+    """What is known of the catalogue at one version: centres, areas, which sessions a centre
+    has on which days, and each session's rules; never the seats taken."""
+
+    LIMIT = 50_000  # entries kept before starting over, so a process's copy stays bounded
+
+    def __init__(self, version: str | None):
+        self.version = version
+        self.areas: dict[str, list[str]] = {}  # area code -> centre ids
+        self.centres: dict[str, dict] = {}  # centre id -> hash ({} when missing)
+        self.spans: dict[tuple, list[tuple[str, int]]] = {}  # (centre, lo, hi) -> (sid, day)
+        self.rules: dict[str, tuple] = {}  # session id -> `_rules`
+
+
+_kept = _Kept(None)  # this process's copy, shared by its threads
+
+
+def _kept_at(version: str | None) -> _Kept:
+    """The process's copy for this catalogue version; a private one when there is none.
+
+    The importer replaces the version in the same transaction as its writes, and everything
+    put in the copy is read after the version was, so the copy is never older than its tag.
+    """
+    global _kept
+    if version is None:
+        return _Kept(None)
+    kept = _kept
+    if kept.version != version or len(kept.rules) + len(kept.spans) > _Kept.LIMIT:
+        kept = _kept = _Kept(version)
+    return kept
 
 
 class StoreCatalog:
     """The flows' read-only Catalog, backed by Redis, for one hop.
 
-    What it reads it keeps, so a step that works out a list and then the next screen's list
-    asks Redis once; lookups are batched per call. With `window` (the days a citizen can
-    book), looking up an area also fetches its centres' sessions of those days in the same
-    round trip, since the centres list is built from them.
+    With `version` (the catalogue version read at the start of the hop) it uses and fills the
+    process's copy of what only imports change, so most hops read nothing but seats; without,
+    it keeps what it reads for this hop only. Seats taken are always read live, once per hop.
+    With `window` (the days a citizen can book), looking up an area also fetches its centres'
+    sessions of those days in the same round trip, since the centres list is built from them.
     """
 
-    def __init__(self, r: Redis, window: Sequence[date] = ()):
+    def __init__(self, r: Redis, window: Sequence[date] = (), version: str | None = None):
         self.r = r
-        self.window = tuple(d.isoformat() for d in window)
-        self._areas: dict[str, list[str]] = {}
-        self._centres: dict[str, dict] = {}  # centre id -> hash ({} when missing)
-        self._days: dict[tuple[str, str], set] = {}  # (centre id, day) -> session ids
-        self._sessions: dict[str, dict] = {}  # session id -> hash
+        ords = [d.toordinal() for d in window]
+        self.span = (min(ords), max(ords)) if ords else None
+        self._kept = _kept_at(version)
+        self._sessions: dict[str, Session | None] = {}  # session id -> with seats, this hop
 
     def centres_in_area(self, area_code: str) -> list[Centre]:
-        if area_code not in self._areas:
-            self._areas[area_code] = sorted(self.r.smembers(keys.area(area_code)))
-        ids = self._areas[area_code]
-        self._fetch(ids, [(cid, day) for cid in ids for day in self.window])
-        return [centre_from(cid, self._centres[cid]) for cid in ids if self._centres[cid]]
+        areas = self._kept.areas
+        if area_code not in areas:
+            areas[area_code] = sorted(self.r.smembers(keys.area(area_code)))
+        ids = areas[area_code]
+        self._fetch(ids, self.span)
+        centres = self._kept.centres
+        return [centre_from(cid, centres[cid]) for cid in ids if centres[cid]]
 
     def centre(self, centre_id: str) -> Centre | None:
-        self._fetch([centre_id], ())
-        h = self._centres[centre_id]
+        self._fetch([centre_id], None)
+        h = self._kept.centres[centre_id]
         return centre_from(centre_id, h) if h else None
 
     def centre_names(self, centre_ids: Iterable[str]) -> dict[str, str]:
         ids = sorted(centre_ids)
-        self._fetch(ids, ())
-        return {cid: self._centres[cid]["name"] for cid in ids
-                if self._centres[cid].get("name")}
+        self._fetch(ids, None)
+        centres = self._kept.centres
+        return {cid: centres[cid]["name"] for cid in ids if centres[cid].get("name")}
 
     def sessions(self, centre_ids: Sequence[str], days: Sequence[date]) -> list[Session]:
-        pairs = [(cid, d.isoformat()) for cid in centre_ids for d in days]
-        if not pairs:
+        ords = {d.toordinal() for d in days}
+        if not centre_ids or not ords:
             return []
-        self._fetch(centre_ids, pairs)
-        session_ids = sorted(set().union(*(self._days[pair] for pair in pairs)))
-        missing = [sid for sid in session_ids if sid not in self._sessions]
-        for sid, h in zip(missing, _hashes(self.r, [keys.session(sid) for sid in missing])):
-            self._sessions[sid] = h
-        return [session_from(sid, self._sessions[sid]) for sid in session_ids
-                if self._sessions[sid]]
+        span = self.span
+        if span is None or not span[0] <= min(ords) <= max(ords) <= span[1]:
+            span = (min(ords), max(ords))
+        self._fetch(centre_ids, span)
+        spans = self._kept.spans
+        session_ids = sorted({sid for cid in dict.fromkeys(centre_ids)
+                              for sid, day in spans[(cid, *span)] if day in ords})
+        self._read_seats([sid for sid in session_ids if sid not in self._sessions])
+        return [self._sessions[sid] for sid in session_ids if self._sessions[sid] is not None]
 
-    def _fetch(self, centre_ids: Iterable[str], pairs: Iterable[tuple[str, str]]) -> None:
-        """Read the centres and (centre, day) session sets not read yet, in one round trip."""
-        centres = [cid for cid in dict.fromkeys(centre_ids) if cid not in self._centres]
-        pairs = [pair for pair in dict.fromkeys(pairs) if pair not in self._days]
-        if not centres and not pairs:
+    def _fetch(self, centre_ids: Iterable[str], span: tuple[int, int] | None) -> None:
+        """Read the centres, and their sessions in `span`, not known yet, in one round trip."""
+        kept = self._kept
+        ids = list(dict.fromkeys(centre_ids))
+        centres = [cid for cid in ids if cid not in kept.centres]
+        spans = [] if span is None else [key for key in ((cid, *span) for cid in ids)
+                                          if key not in kept.spans]
+        if not centres and not spans:
             return
         pipe = self.r.pipeline(transaction=False)
         for cid in centres:
             pipe.hgetall(keys.centre(cid))
-        for cid, day in pairs:
-            pipe.smembers(keys.centre_day_sessions(cid, day))
+        for cid, low, high in spans:
+            pipe.zrangebyscore(keys.centre_sessions(cid), low, high, withscores=True)
         found = pipe.execute()
-        self._centres.update(zip(centres, found))
-        self._days.update(zip(pairs, found[len(centres):]))
+        kept.centres.update(zip(centres, found))
+        for key, rows in zip(spans, found[len(centres):]):
+            kept.spans[key] = [(sid, int(day)) for sid, day in rows]
+
+    def _read_seats(self, session_ids: Sequence[str]) -> None:
+        """Seats taken of these sessions, in one round trip; whole hashes of those whose rules
+        are not known yet."""
+        if not session_ids:
+            return
+        rules = self._kept.rules
+        asked = [rules.get(sid) for sid in session_ids]
+        pipe = self.r.pipeline(transaction=False)
+        for sid, known in zip(session_ids, asked):
+            if known is None:
+                pipe.hgetall(keys.session(sid))
+            else:  # "ce" is always there, so a missing session and one without slots both show
+                pipe.hmget(keys.session(sid), [f"t:{name}" for name, _ in known[5]] + ["ce"])
+        for sid, known, found in zip(session_ids, asked, pipe.execute()):
+            if known is not None:
+                session = _session(sid, known, found) if found[-1] is not None else None
+            elif found:
+                known = rules[sid] = _rules(found)
+                session = _session(sid, known, [found.get(f"t:{name}") for name, _ in known[5]])
+            else:
+                session = None
+            self._sessions[sid] = session
 
 
 def load_sessions(r: Redis, session_ids: Sequence[str]) -> list[Session]:

@@ -108,3 +108,11 @@ def app(app_config, rdb):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def data_keys(client) -> list[str]:
+    """Every key but the metrics counters (which count refused requests too, and which a web
+    process adds to from a background thread at any moment)."""
+    from gateway import keys
+
+    return sorted(k for k in client.scan_iter() if not k.startswith(keys.metrics("")))

@@ -11,6 +11,7 @@ from gateway import keys, store
 from gateway.config import Config
 from gateway.conversation import now_in
 from gateway.services import build
+from tests.conftest import data_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,10 +67,10 @@ def test_running_demo_twice_changes_nothing_and_keeps_bookings(redis_url, rdb):
     session = store.StoreCatalog(rdb).sessions(["101"], [first + timedelta(days=1)])[0]
     slot = session.slots[0].name
     rdb.hincrby(keys.session(session.session_id), "t:" + slot, 3)  # three seats booked
-    before = {k: rdb.type(k) for k in rdb.scan_iter()}
+    before = {k: rdb.type(k) for k in data_keys(rdb)}
 
     result = gateway_demo(redis_url)
     assert result.returncode == 0, result.stderr
-    assert {k: rdb.type(k) for k in rdb.scan_iter()} == before
+    assert {k: rdb.type(k) for k in data_keys(rdb)} == before
     again = store.StoreCatalog(rdb).sessions(["101"], [first + timedelta(days=1)])[0]
     assert next(s for s in again.slots if s.name == slot).taken == 3

@@ -14,7 +14,7 @@ from werkzeug.test import EnvironBuilder
 
 from gateway import create_app, webhooks
 from gateway.services import QUEUE_NAMES
-from tests.conftest import free_port
+from tests.conftest import data_keys, free_port
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
@@ -181,7 +181,7 @@ def test_a_request_without_a_required_field_is_refused_as_documented(client, rdb
     exchange.invalid_request()
     assert exchange.status == 400 and exchange.text == f"field '{field}' required"
     exchange.documented()
-    assert rdb.dbsize() == 0
+    assert data_keys(rdb) == []
 
 
 @pytest.mark.parametrize("path, field", FIELDS)
@@ -190,7 +190,7 @@ def test_a_field_over_1000_characters_is_refused_as_documented(client, rdb, path
     exchange.invalid_request()
     assert exchange.status == 400 and exchange.text == f"field '{field}' longer than 1000 characters"
     exchange.documented()
-    assert rdb.dbsize() == 0
+    assert data_keys(rdb) == []
 
 
 @pytest.mark.parametrize("path, field", [(p, f) for p, f in FIELDS if is_phone(p, f)])
@@ -198,7 +198,7 @@ def test_a_phone_field_that_does_not_parse_is_refused_as_documented(client, rdb,
     exchange = post(client, path, dict(first_example(path), **{field: "call me"}))
     assert exchange.status == 400 and exchange.text == f"field '{field}' is not a phone number"
     exchange.documented()
-    assert rdb.dbsize() == 0
+    assert data_keys(rdb) == []
 
 
 @pytest.mark.parametrize("path", WEBHOOK_PATHS)
@@ -241,7 +241,7 @@ def test_without_the_key_the_answer_is_the_documented_403(keyed, rdb, path, how)
     exchange = post(keyed, path, first_example(path), query=query)
     assert exchange.status == 403
     exchange.documented()
-    assert rdb.dbsize() == 0
+    assert data_keys(rdb) == []
 
 
 # ---- Redis down ----

@@ -450,6 +450,7 @@ def test_high_priority_goes_first_whatever_the_order_of_arrival(services, fake_a
     noon = datetime(2030, 3, 4, 12, 0, tzinfo=ZoneInfo("Asia/Kolkata"))  # outside the quiet hours
     low = [send(services, to=f"+9198000003{i:02d}", priority="low", now=noon) for i in range(6)]
     high = [send(services, to=f"+9198000004{i:02d}") for i in range(6)]
+    fake_at.delay = 0.2  # sends go out in waves of 3, far enough apart to tell them apart
 
     work(services, concurrency=3)
 
