@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from gateway import keys, outbox  # noqa: E402
 from gateway.africastalking import AfricasTalking  # noqa: E402
 from gateway.config import Config  # noqa: E402
@@ -113,30 +114,6 @@ def produce(services: Services, n: int, base: int) -> list[str]:
 def start_workers(env: dict, extra: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gateway", "worker", *extra], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def cpu_seconds(root: int) -> float:
-    """CPU time (user + system) of a process and all its descendants, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents, used = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total = 0.0
-    for pid, seconds in used.items():
-        p = pid
-        while p > 1 and p != root:
-            p = parents.get(p, 0)
-        if p == root:
-            total += seconds
-    return total
 
 
 def wait_for(counter, target: int, timeout: float) -> float | None:

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from bench import ussd_memory  # noqa: E402
+from bench.procstat import cpu_seconds  # noqa: E402
 from bench.ussd_bot import Citizens, FloorHops  # noqa: E402
 from bench.ussd_load import Pool, Result, closed_loop, open_loop  # noqa: E402
 from gateway import demo, importer  # noqa: E402
@@ -138,30 +139,6 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def cpu_seconds(root: int) -> float:
-    """CPU time (user + system) of a process and all its descendants, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents, used = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total = 0.0
-    for pid, seconds in used.items():
-        p = pid
-        while p > 1 and p != root:
-            p = parents.get(p, 0)
-        if p == root:
-            total += seconds
-    return total
 
 
 @dataclass
