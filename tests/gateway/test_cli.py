@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -120,6 +121,9 @@ def test_run_starts_everything_on_an_embedded_redis_and_stops_it(tmp_path):
                                             GATEWAY_WEBHOOK_KEY="k 1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
+    lines: list[str] = []  # read as it comes: the banner is printed once web answers
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         wait_for(base + "/readyz", proc=proc)  # web answers, Redis answers, a worker is alive
         assert redis_conn.embedded_alive(config)
@@ -127,9 +131,13 @@ def test_run_starts_everything_on_an_embedded_redis_and_stops_it(tmp_path):
                                                      "phoneNumber": "+919812345210", "text": ""})
         assert status == 200 and body[:4] in ("CON ", "END ")
         assert http(base + "/ussd", {})[0] == 403
+        deadline = time.monotonic() + 10
+        while not any("Simulator:" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         code = stop(proc)
-    out = proc.stdout.read()
+    reader.join(timeout=10)
+    out = "".join(lines)
     assert code == 0, proc.stderr.read()
     for path in ("/ussd", "/ussd/events", "/sms/incoming", "/sms/delivery"):
         assert f"{base}{path}?key=k%201" in out
