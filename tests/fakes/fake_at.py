@@ -133,6 +133,11 @@ class FakeAT:
             self._server.server_close()
             self._server = None
 
+    def configure(self, config, **overrides):
+        """`config` with the gateway's SMS sent to this fake through the real SDK."""
+        return config.with_overrides(at_api_key=self.api_key, at_api_url=self.url,
+                                     sms_backend="africastalking", **overrides)
+
     @property
     def url(self) -> str:
         """Base URL without /version1, as GATEWAY_AT_API_URL expects it."""

@@ -157,8 +157,7 @@ METRICS = keys.metrics("")  # refused requests are counted: an operator should s
 
 @pytest.fixture
 def keyed_world(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking", webhook_key=WEBHOOK_KEY)
+    config = fake_at.configure(app_config, webhook_key=WEBHOOK_KEY)
     services = create_app(config).extensions["teeka"]
     load_world(services)
     with WebProcesses(config.redis_url, GATEWAY_WEBHOOK_KEY=WEBHOOK_KEY) as web:

@@ -161,8 +161,7 @@ class Target:
 
 @pytest.fixture
 def target(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking", quiet_hours=(0, 0))
+    config = fake_at.configure(app_config, quiet_hours=(0, 0))
     app = create_app(config)
     services = app.extensions["teeka"]
     load_world(services)

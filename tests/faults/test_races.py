@@ -118,8 +118,7 @@ def load_world(services) -> None:
 
 @pytest.fixture
 def world(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking", quiet_hours=(0, 0))
+    config = fake_at.configure(app_config, quiet_hours=(0, 0))
     services = create_app(config).extensions["teeka"]
     load_world(services)
     with WebProcesses(config.redis_url) as web:

@@ -20,8 +20,7 @@ ALL_DAY = "00:00-23:59"
 
 @pytest.fixture
 def gateway(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking")
+    config = fake_at.configure(app_config)
     app = create_app(config)
     services = app.extensions["teeka"]
     today = now_in(services).date()

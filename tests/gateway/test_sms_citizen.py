@@ -35,8 +35,7 @@ def _gateway(config, fake):
 
 @pytest.fixture
 def gateway(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking", quiet_hours=(0, 0))
+    config = fake_at.configure(app_config, quiet_hours=(0, 0))
     app, services = _gateway(config, fake_at)
     with LiveServer(app) as server:
         yield server, services, fake_at
@@ -310,8 +309,7 @@ def test_a_reminder_waits_out_the_quiet_hours(gateway):
 
 @pytest.fixture
 def tight_gateway(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking", sms_flood_limit=5)
+    config = fake_at.configure(app_config, sms_flood_limit=5)
     app, services = _gateway(config, fake_at)
     with LiveServer(app) as server:
         yield server, services, fake_at

@@ -31,8 +31,7 @@ SPARE_SLOT = "14:00-16:00"  # the same day, plenty of seats: where a loser of th
 
 @pytest.fixture
 def gateway(app_config, rdb, fake_at):  # noqa: F811
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking")
+    config = fake_at.configure(app_config)
     app = create_app(config)
     services = app.extensions["teeka"]
     today = now_in(services).date()

@@ -97,8 +97,7 @@ class Gateway:
 @pytest.fixture
 def gateway(app_config, rdb, fake_at):  # noqa: F811
     # Quiet hours off: a low-priority SMS (the no-show notice) goes out whenever the test runs.
-    config = app_config.with_overrides(at_api_key=fake_at.api_key, at_api_url=fake_at.url,
-                                       sms_backend="africastalking", quiet_hours=(0, 0))
+    config = fake_at.configure(app_config, quiet_hours=(0, 0))
     app = create_app(config)
     services = app.extensions["teeka"]
     today = now_in(services).date()
