@@ -139,6 +139,12 @@ class ConcurrentWorker(SimpleWorker):
         self._last_suspension_check = 0.0
         self._prepared: dict = {}
         self._take_script = self.connection.register_script(_TAKE_JOBS)
+        # RQ starts, restarts and stops its scheduler process from the main thread; `keep_scheduler`
+        # does it from the periodic thread. One lock, and a scheduler only between RQ's own start
+        # and stop, so there is never a second scheduler process that nobody stops (a process
+        # exiting waits for its children: a forgotten scheduler kept a stopped worker alive).
+        self.scheduler_lock = threading.RLock()
+        self.may_run_scheduler = False
 
     # ---- the loop ----
     def _start_threads(self):
@@ -234,6 +240,21 @@ class ConcurrentWorker(SimpleWorker):
     def _wait_idle(self):
         while self._in_flight:
             time.sleep(0.01)
+
+    # ---- the scheduler process ----
+    def _start_scheduler(self, *args, **kwargs):
+        with self.scheduler_lock:
+            super()._start_scheduler(*args, **kwargs)
+            self.may_run_scheduler = not self._stop_requested
+
+    def run_maintenance_tasks(self):
+        with self.scheduler_lock:
+            super().run_maintenance_tasks()
+
+    def stop_scheduler(self):
+        with self.scheduler_lock:
+            self.may_run_scheduler = False
+            super().stop_scheduler()
 
     # ---- shutdown ----
     def _shutdown(self):
@@ -342,23 +363,24 @@ def keep_scheduler(worker) -> bool:
     periodic jobs (the stuck-message recovery among them) would wait that long after the worker
     that ran the scheduler died, or after the scheduler lost Redis for a moment.
     """
-    scheduler = worker.scheduler  # set by worker.work(); None until then
-    if scheduler is None or worker._stop_requested:  # shutting down: RQ is stopping its scheduler
-        return False
-    if scheduler._process is not None and scheduler._process.is_alive():
-        return True
-    connection = worker.connection
-    full = scheduler.interval + 60  # the TTL RQ gives its locks, and renews every interval
-    for name in scheduler._queue_names:
-        lock = scheduler.get_locking_key(name)
-        owner = connection.get(lock)
-        owner = owner.decode() if isinstance(owner, bytes) else owner
-        if owner and owner != scheduler.name and 0 <= connection.ttl(lock) < full - SCHEDULER_STALE:
-            release_lock(connection, lock, owner)  # only if still that owner's
-    if scheduler.acquire_locks(auto_start=True):
-        log.warning("RQ's scheduler had stopped; it runs in this worker now (%s)",
-                    ", ".join(sorted(scheduler.acquired_locks)))
-    return bool(scheduler.acquired_locks)
+    with worker.scheduler_lock:
+        if not worker.may_run_scheduler or worker._stop_requested:  # not started yet, or stopping
+            return False
+        scheduler = worker.scheduler
+        if scheduler._process is not None and scheduler._process.is_alive():
+            return True
+        connection = worker.connection
+        full = scheduler.interval + 60  # the TTL RQ gives its locks, and renews every interval
+        for name in scheduler._queue_names:
+            lock = scheduler.get_locking_key(name)
+            owner = connection.get(lock)
+            owner = owner.decode() if isinstance(owner, bytes) else owner
+            if owner and owner != scheduler.name and 0 <= connection.ttl(lock) < full - SCHEDULER_STALE:
+                release_lock(connection, lock, owner)  # only if still that owner's
+        if scheduler.acquire_locks(auto_start=True):
+            log.warning("RQ's scheduler had stopped; it runs in this worker now (%s)",
+                        ", ".join(sorted(scheduler.acquired_locks)))
+        return bool(scheduler.acquired_locks)
 
 
 def run(config: Config | None = None, processes: int = DEFAULT_PROCESSES, concurrency: int = DEFAULT_CONCURRENCY,

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -492,7 +492,8 @@ def test_warm_shutdown_lets_sends_in_flight_finish(services, fake_at, redis_url)
     env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
                PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", "from gateway import worker; worker.run(processes=1, concurrency=8)"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while len(fake_at.requests) < 4 and time.monotonic() < deadline:
@@ -506,9 +507,48 @@ def test_warm_shutdown_lets_sends_in_flight_finish(services, fake_at, redis_url)
         output, _ = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # RQ's scheduler process too
+            proc.communicate()
     assert proc.returncode == 0, output
+    with pytest.raises(ProcessLookupError):  # the scheduler process went with it
+        os.killpg(proc.pid, 0)
     assert [record(services, m)["status"] for m in ids] == ["sent"] * 4
     assert StartedJobRegistry(queue=services.queue(QUEUE_HIGH)).count == 0
     assert Worker.count(connection=services.queue_redis) == 0
     assert "Traceback" not in output
+
+
+def test_worker_that_took_over_a_dead_scheduler_still_stops_cleanly(services, fake_at, redis_url):
+    """A worker that found the scheduler's locks left by a killed worker runs the scheduler itself
+    (scheduled jobs run again), and on SIGTERM stops it and exits, leaving no process behind."""
+    for name in QUEUE_NAMES:  # a scheduler killed ~20 s ago: its locks still live, unrenewed
+        services.queue_redis.set(f"rq:scheduler-lock:{name}", "dead-scheduler", ex=40)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", "from gateway import worker; worker.run(processes=1, concurrency=4)"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        queue = services.queue(QUEUE_HIGH)
+        deadline = time.monotonic() + 40
+        while services.queue_redis.get(f"rq:scheduler-lock:{QUEUE_HIGH}") == b"dead-scheduler":
+            assert time.monotonic() < deadline, "the stale scheduler lock was never taken over"
+            time.sleep(0.2)
+        job = queue.enqueue_in(timedelta(seconds=1), "time.sleep", 0)
+        deadline = time.monotonic() + 15
+        while job.get_status(refresh=True) != JobStatus.FINISHED:
+            assert time.monotonic() < deadline, "the taken-over scheduler did not enqueue a scheduled job"
+            time.sleep(0.1)
+
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, output
+    assert "runs in this worker now" in output and "Traceback" not in output
+    with pytest.raises(ProcessLookupError):  # nothing of the group outlived it (the scheduler included)
+        os.killpg(proc.pid, 0)
+    assert not any(services.queue_redis.exists(f"rq:scheduler-lock:{name}") for name in QUEUE_NAMES)
