@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from string import Formatter
 from typing import Any, Iterable, Mapping
@@ -54,6 +55,7 @@ class Templates:
     _languages: tuple[str, ...]
     _texts: Mapping[str, Mapping[str, str]]  # lang -> template id -> text
     _aliases: Mapping[str, Mapping[str, str]]  # lang -> folded keyword -> canonical keyword
+    _page_sizes: dict = field(default_factory=dict, compare=False)  # lang -> items per page
 
     @classmethod
     def load(cls, languages: Iterable[str], root: Path | str = ROOT) -> "Templates":
@@ -88,8 +90,12 @@ class Templates:
         """The template in `lang` (or English when `lang` lacks it) with its {named} params."""
         params = params or {}
         text = self._text(template_id, lang)
-        missing = sorted(_fields(text, template_id) - set(params))
+        try:
+            missing = _names(text) - params.keys()
+        except TemplateError:  # malformed: say which template
+            missing = _fields(text, template_id) - params.keys()
         if missing:
+            missing = sorted(missing)
             raise TemplateError(f"template {template_id!r} ({lang}) needs parameter(s) "
                                 f"{', '.join(missing)}")
         return text.format_map(params)
@@ -102,8 +108,12 @@ class Templates:
 
     def page_size(self, lang: str) -> int:
         """Items per USSD page: 5 when the language's navigation words are GSM-7, else 3."""
-        nav = "".join(self._text(t, lang) for t in NAV_TEMPLATES)
-        return PAGE_SIZE_GSM7 if gsm.is_gsm7_basic(nav) else PAGE_SIZE_UCS2
+        size = self._page_sizes.get(lang)
+        if size is None:  # worked out once per language: every screen asks
+            nav = "".join(self._text(t, lang) for t in NAV_TEMPLATES)
+            size = self._page_sizes[lang] = (PAGE_SIZE_GSM7 if gsm.is_gsm7_basic(nav)
+                                             else PAGE_SIZE_UCS2)
+        return size
 
     def screen(self, reply: Reply, lang: str) -> str:
         """A USSD screen (without CON/END) within budget; long data labels are shortened."""
@@ -182,6 +192,12 @@ def _fields(text: str, where: str) -> frozenset[str]:
     return frozenset(names)
 
 
+@lru_cache(maxsize=4096)
+def _names(text: str) -> frozenset[str]:
+    """The parameter names of a template already checked at load (`_fields`), parsed once."""
+    return _fields(text, "")
+
+
 def _read_keywords(path: Path) -> dict[str, str]:
     """Lines `COMMAND: alias, alias`; `#` starts a comment; inner spaces are collapsed."""
     table: dict[str, str] = {}
@@ -253,4 +269,6 @@ def _budget(body: str) -> int:
 
 
 def _fits(body: str) -> bool:
-    return _size(body) <= _budget(body)
+    if gsm.is_gsm7_basic(body):
+        return len(body) <= USSD_GSM7_BUDGET
+    return gsm.units(body) <= USSD_UCS2_BUDGET
