@@ -22,10 +22,13 @@ def serves(session: Session, dose: int, birth_year: int, today: date) -> bool:
 
 def open_slots(session: Session, now: datetime) -> tuple[Slot, ...]:
     """Slots with a free seat, except those that have already ended today."""
-    today = now.date()
+    return _open(session, now.date(), now.strftime("%H:%M"))
+
+
+def _open(session: Session, today: date, clock: str) -> tuple[Slot, ...]:
     if session.day < today:
         return ()
-    clock = now.strftime("%H:%M")  # zero-padded "HH:MM" compares as text
+    # zero-padded "HH:MM" compares as text
     return tuple(s for s in session.slots
                  if s.free > 0 and (session.day > today or s.ends > clock))
 
@@ -35,11 +38,12 @@ def offers(catalog: Catalog | None, centre_ids: Sequence[str], now: datetime, do
     """Every bookable (session, slot) at these centres on these days (default: the window)."""
     if catalog is None or not centre_ids:
         return []
-    days = tuple(days) if days is not None else window(now.date())
+    today, clock = now.date(), now.strftime("%H:%M")  # once, not once per session
+    days = tuple(days) if days is not None else window(today)
     found = []
     for session in catalog.sessions(tuple(centre_ids), days):
-        if session.day in days and serves(session, dose, birth_year, now.date()):
-            found.extend((session, slot) for slot in open_slots(session, now))
+        if session.day in days and serves(session, dose, birth_year, today):
+            found.extend((session, slot) for slot in _open(session, today, clock))
     return found
 
 
