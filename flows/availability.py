@@ -53,8 +53,16 @@ def centres(catalog: Catalog | None, area: str, now: datetime, dose: int,
     if catalog is None:
         return []
     listed = catalog.centres_in_area(area)
-    open_ids = {s.centre_id for s, _ in
-                offers(catalog, [c.centre_id for c in listed], now, dose, birth_year)}
+    if not listed:
+        return []
+    today, clock = now.date(), now.strftime("%H:%M")
+    days = window(today)
+    open_ids: set[str] = set()
+    for session in catalog.sessions(tuple(c.centre_id for c in listed), days):
+        if (session.centre_id not in open_ids and session.day in days
+                and serves(session, dose, birth_year, today)
+                and _open(session, today, clock)):
+            open_ids.add(session.centre_id)
     return [c for c in listed if c.centre_id in open_ids]
 
 
