@@ -52,7 +52,7 @@ def to_confirm(services, areas: list[str], n: int, rng: random.Random, language:
 def session_bytes(r, walked: dict[str, tuple[str, str]]) -> tuple[float, float]:
     """Bytes per session of the hop records and of the resume pointers."""
     n = len(walked)
-    return (usage(r, [keys.ussd_session(sid) for sid in walked]) / n,
+    return (usage(r, [keys.ussd_session(phone, sid) for sid, (phone, _) in walked.items()]) / n,
             usage(r, [keys.ussd_resume(phone) for phone, _ in walked.values()]) / n)
 
 
@@ -70,6 +70,7 @@ def measure(services, areas: list[str], n: int, seed: int = 11) -> dict[str, flo
         names = [keys.due_appointments(), keys.audit()]
         names += [keys.citizen_appointments(phone) for _, phone in people]
         names += list(r.scan_iter(keys.centre_day_appointments("*", "*"), count=1000))
+        names += list(r.scan_iter(keys.session_roster("*"), count=1000))  # the seat's holder
         return names
 
     shared_before = usage(r, shared())

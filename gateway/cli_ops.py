@@ -77,6 +77,20 @@ def demo_command(args, config: Config) -> int:
     return 0
 
 
+@command("upgrade", "bring data written by an earlier release up to date (safe to run again)")
+def upgrade_command(args, config: Config) -> int:
+    """Seat rosters: appointments booked before sessions kept a roster of who holds each seat
+    get their entry, so cancelling one gives its seat back. Run once after upgrading, before
+    moving the data to a Redis Cluster."""
+    from . import slots
+
+    services = build(config)
+    added = slots.build_rosters(services.redis, progress=lambda n: print(f"  {n} appointments looked at",
+                                                                          file=sys.stderr))
+    print(f"upgrade: {added} seat(s) added to session rosters")
+    return 0
+
+
 @command("unlock", "unlock an appointment locked after too many wrong codes", arg("ref"))
 def unlock_command(args, config: Config) -> int:
     """Put a locked appointment back to booked with 5 fresh tries."""

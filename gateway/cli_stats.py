@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import WatchError
 
-from . import keys, metrics, outbox, store
+from . import keys, metrics, outbox, slots, store
 from .cli import arg, command
 from .config import Config
 from .phones import InvalidPhone, mask, normalise
@@ -202,7 +202,7 @@ def retry_failed(services, since: float) -> int:
     count = 0
     for message_id in r.zrangebyscore(keys.messages_failed(), since, "+inf"):  # scored by failure time
         key = keys.message(message_id)
-        with r.pipeline() as pipe:
+        with r.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(key)
                 rec = pipe.hgetall(key)
@@ -212,9 +212,12 @@ def retry_failed(services, since: float) -> int:
                 attempts = int(rec.get("attempts") or 0)
                 rec["max_attempts"] = str(max(int(rec.get("max_attempts") or 0), attempts + 1))
                 pipe.multi()
-                pipe.hset(key, "max_attempts", rec["max_attempts"])
-                pipe.zrem(keys.messages_failed(), message_id)
+                writes = slots.Writes(pipe, key, slots.is_cluster(services.redis))
+                writes.hset(key, "max_attempts", rec["max_attempts"])
+                writes.zrem(keys.messages_failed(), message_id)
+                writes.seal()
                 pipe.execute()
+                slots.drain(r, writes)
             except WatchError:
                 continue  # it changed under us: someone else is handling it
         outbox.retry(services, rec, 0, f"requeued by the operator after: {rec.get('errors', '')}")

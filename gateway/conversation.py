@@ -5,6 +5,10 @@ the step's writes go into one MULTI/EXEC. If anything changed in between (a dupl
 racing booking, a second DONE) the EXEC fails and the step runs again on fresh data, so a
 repeated hop answers the same screen and no effect happens twice. A USSD hop that only moves
 the menu along (nothing it does could harm if done twice) is first tried without the WATCH.
+
+Every transaction lives in one hash slot, its *home*: the sender's number, or for a
+vaccinator's V/DONE the number whose appointment it names (then the vaccinator's own number
+is held by a short lock instead). Writes elsewhere go through `gateway.slots`.
 """
 from __future__ import annotations
 
@@ -12,19 +16,21 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import WatchError
+from redis.crc import key_slot
 
 from flows import availability, commands, ids, sms, ussd
 from flows.base import Channel, Context, Inbound, Outcome, Reply, SetLanguage
 from flows.domain import Status
 
-from . import codes, gsm, keys, outbox, phones, shedding, store
-from .effects import Commit, SeatLost, Stale, hour_of
+from . import codes, gsm, keys, outbox, phones, shedding, slots, store
+from .effects import Commit, SeatLost, Stale, hour_of, transact
 from .logs import log_event
 
 USSD_SESSION_TTL = 600  # seconds; AT sessions last at most 180 s
@@ -61,9 +67,9 @@ def _page_sizes(services) -> dict[str, int]:
     return held[1]
 
 
-def _base_context(services, citizen, **extra) -> Context:
+def _base_context(services, citizen, now: datetime | None = None, **extra) -> Context:
     return Context(
-        now=now_in(services),
+        now=now or now_in(services),
         citizen=citizen,
         languages=services.config.languages,
         max_per_mobile=services.config.max_per_mobile,
@@ -75,19 +81,17 @@ def _base_context(services, citizen, **extra) -> Context:
     )
 
 
-def _commit(services, pipe, outcome: Outcome, ctx: Context, before=()) -> Commit:
-    """Phase 1 (watch, re-check) and phase 2 (one MULTI/EXEC) of a step's effects."""
+def _commit(services, pipe, outcome: Outcome, ctx: Context, before=(), home: str = "") -> Commit:
+    """Phase 1 (watch, re-check, take a seat) and phase 2 (one MULTI/EXEC) of a step's effects,
+    then its follow-ups. `home` is a key of the transaction's slot (default: the citizen's)."""
     known = {a.ref: a for a in ctx.citizen.appointments}
     if ctx.appointment is not None:
         known[ctx.appointment.ref] = ctx.appointment
     commit = Commit(services=services, now=ctx.now, known=known, citizen=ctx.citizen,
                     catalog=ctx.catalog, codes=dict(ctx.codes))
-    commit.prepare(pipe, outcome.effects)
-    pipe.multi()
-    for write in before:
-        write(pipe)
-    commit.write(pipe, outcome.effects)
-    pipe.execute()
+    transact(services, pipe, commit, home or keys.citizen(ctx.citizen.phone),
+             *before, lambda w: commit.write(w, outcome.effects),
+             prepare=lambda: commit.prepare(pipe, outcome.effects))
     return commit
 
 
@@ -114,7 +118,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
     if shed is not None:
         return shed, True
     r = services.redis
-    skey, rkey = keys.ussd_session(session_id), keys.ussd_resume(phone)
+    skey, rkey = keys.ussd_session(phone, session_id), keys.ussd_resume(phone)
     last = text.rsplit("*", 1)[-1] if text else ""
     heard = _digest(text)
     # Most hops only move the menu along: running such a hop twice writes the same record, so
@@ -122,7 +126,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
     # must not happen twice (a booking, a cancellation, an SMS) is run again under WATCH.
     watched, catalog = False, None
     for _ in range(MAX_ATTEMPTS):
-        with r.pipeline() as pipe:
+        with r.pipeline(transaction=True) as pipe:
             try:
                 if watched:
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
@@ -141,7 +145,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                                                 citizen.appointments, nonces)
                 ctx = _base_context(services, citizen, catalog=catalog, codes=codes_by_ref)
                 if record is None:
-                    outcome = ussd.start(ctx, _resume_state(r, resume_to))
+                    outcome = ussd.start(ctx, _resume_state(r, phone, resume_to))
                 else:
                     inbound = Inbound(phone, last, Channel.USSD, session_id)
                     outcome = ussd.step(record["st"], inbound, ctx)
@@ -180,13 +184,13 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
-def _resume_state(r, resume_to: str | None) -> dict | None:
+def _resume_state(r, phone: str, resume_to: str | None) -> dict | None:
     """The state a dropped booking stopped on: the resume pointer names its session."""
     if not resume_to:
         return None
     if resume_to.startswith("{"):  # a state written before pointers were kept
         return json.loads(resume_to)
-    raw = r.get(keys.ussd_session(resume_to))
+    raw = r.get(keys.ussd_session(phone, resume_to))
     return json.loads(raw)["st"] if raw else None
 
 
@@ -196,7 +200,7 @@ def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, session_id: str, 
     reply = outcome.reply or Reply("ussd/busy", end=True)
     end = reply.end or outcome.state is None
     screen = services.templates.screen(reply, lang)
-    skey = keys.ussd_session(session_id)
+    skey = keys.ussd_session(ctx.citizen.phone, session_id)
     fields = {"st": outcome.state, "h": heard, "r": screen}
     if end:  # kept small: "e" only on the last screen
         fields["e"] = True
@@ -237,7 +241,8 @@ def handle_ussd_event(services, fields: dict) -> None:
     r = services.redis
     session_id, phone = fields["sessionId"], fields.get("phoneNumber", "")
     status, network = fields.get("status", ""), fields.get("networkCode", "")
-    seen, skey = keys.seen("ussd_end", session_id), keys.ussd_session(session_id)
+    seen = keys.seen("ussd_end", session_id, phone)
+    skey = keys.ussd_session(phone, session_id) if phone else None
     rkey = keys.ussd_resume(phone) if phone else None
 
     def record(p):
@@ -245,9 +250,9 @@ def handle_ussd_event(services, fields: dict) -> None:
         metrics.count_session_end(p, status, network)
 
     for _ in range(MAX_ATTEMPTS):
-        with r.pipeline() as pipe:
+        with r.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(seen, skey, *([rkey] if rkey else []))
+                pipe.watch(seen, *([skey, rkey] if phone else []))
                 if pipe.exists(seen):
                     log_event("ussd.end_duplicate", session=session_id, status=status)
                     return
@@ -266,7 +271,7 @@ def handle_ussd_event(services, fields: dict) -> None:
                                            purpose="continue", priority="high", lang=lang),)
                 ctx = Context(now=now_in(services), citizen=Citizen(phone))
                 commit = _commit(services, pipe, Outcome(None, None, effects), ctx,
-                                 before=(record,))
+                                 before=(record,), home=seen)
             except WatchError:
                 continue
         _enqueue(services, commit)
@@ -288,10 +293,16 @@ def _aliases(services) -> dict[str, str]:
     return table
 
 
-def _sms_context(services, pipe, phone: str, command: commands.Command, count: int) -> Context:
-    """Load what a vaccinator/citizen command decides on, WATCHing what it may change."""
+TARGETED = frozenset({"verify", "done", "notme"})  # commands that name an appointment
+
+
+def _sms_context(services, pipe, phone: str, command: commands.Command, count: int,
+                 vaccinator, found, now, home: str) -> Context:
+    """Load what a vaccinator/citizen command decides on, WATCHing what it may change.
+    `found` is the (appointment, kind) a V/DONE/NOTME names (`_find_appointment`); it is
+    WATCHed when it is in the transaction's slot (`home`'s), as any appointment the step
+    may change is."""
     r = services.redis
-    vaccinator = store.load_vaccinator(r, phone)
     citizen = store.load_citizen(r, phone)
     templates = services.templates
     extra: dict = {
@@ -299,12 +310,12 @@ def _sms_context(services, pipe, phone: str, command: commands.Command, count: i
         "keywords": {lang: templates.aliases(lang) for lang in services.config.languages},
         "sms_this_hour": count, "flood_limit": services.config.sms_flood_limit,
     }
-    now = now_in(services)
-    if command.name in ("verify", "done", "notme"):
-        appointment, kind = _find_appointment(services, vaccinator, command, now)
+    if command.name in TARGETED:
+        appointment, kind = found
         extra["target_kind"] = kind
         if appointment is not None:
-            pipe.watch(keys.appointment(appointment.phone, appointment.ref))
+            if not slots.is_cluster(r) or _same_slot(appointment.phone, home):
+                pipe.watch(keys.appointment(appointment.phone, appointment.ref))
             extra["appointment"] = appointment
             extra["owner_lang"] = r.hget(keys.citizen(appointment.phone), "lang") or ""
             if command.name == "verify" and command.code:
@@ -322,7 +333,7 @@ def _sms_context(services, pipe, phone: str, command: commands.Command, count: i
         extra["target_kind"] = "ref" if cert else "invalid"
         if cert:
             extra["certificate"] = store.load_certificate(r, cert)
-    return _base_context(services, citizen, **extra)
+    return _base_context(services, citizen, now=now, **extra)
 
 
 def _code_matches(services, appointment, typed: str) -> bool:
@@ -367,46 +378,100 @@ def sms_body(templates, reply: Reply, lang: str) -> str:
 
 
 def handle_sms(services, phone: str, text: str, provider_id: str, to: str = "") -> None:
-    """One inbound SMS: dropped if its provider id was seen; the reply goes out as a job."""
+    """One inbound SMS: dropped if its provider id was seen; the reply goes out as a job.
+
+    Its transaction is on the sender's slot, except a V/DONE/NOTME naming an appointment of a
+    number in another slot (a Redis Cluster): that one commits on the appointment's slot,
+    with a marker of the SMS id there for duplicates, and the sender's own writes (seen id,
+    counts, state, reply) follow through `gateway.slots`; a lock on the sender keeps its SMS
+    one at a time, as the WATCH on its keys does otherwise.
+    """
     r = services.redis
-    seen, skey = keys.seen("sms", provider_id), keys.sms_state(phone)
+    seen, skey = keys.seen("sms", provider_id, phone), keys.sms_state(phone)
     if r.exists(seen):
         log_event("sms.duplicate", phone=phone, provider_id=provider_id)
         return
-    flood = keys.flood(phone, hour_of(now_in(services)))
     command = commands.parse(text, _aliases(services))
-    event = ""
-    for _ in range(MAX_ATTEMPTS):
-        with r.pipeline() as pipe:
-            try:
-                # every SMS of this number writes `flood`: its SMS are applied one at a time, so
-                # a vaccinator's failure count for the hour is exact under concurrency too
-                pipe.watch(seen, skey, flood, keys.citizen(phone), keys.citizen_appointments(phone))
-                if pipe.exists(seen):
-                    log_event("sms.duplicate", phone=phone, provider_id=provider_id)
-                    return
-                count = _count_inbound(pipe, flood)
-                raw = pipe.get(skey)
-                ctx = _sms_context(services, pipe, phone, command, count)
-                inbound = Inbound(phone, text, Channel.SMS, event=event)
-                answer = sms.step(json.loads(raw) if raw else None, inbound, command, ctx)
-                commit, replies = _save_sms(services, pipe, answer, ctx, seen, skey, flood)
-            except SeatLost:  # the slot filled while confirming: the slots again
-                event = sms.SEAT_LOST
-                continue
-            except (WatchError, Stale):
-                continue
-        _enqueue(services, commit)
-        for message_id in replies:
-            outbox.enqueue(services, message_id, "high")
-        log_event("sms.in", phone=phone, provider_id=provider_id, command=command.name or "-",
-                  answered=bool(replies or commit.messages))
-        return
+    event, lock = "", None
+    try:
+        for _ in range(MAX_ATTEMPTS):
+            now = now_in(services)
+            flood = keys.flood(phone, hour_of(now))
+            with r.pipeline(transaction=True) as pipe:
+                try:
+                    vaccinator = store.load_vaccinator(r, phone)
+                    found = (_find_appointment(services, vaccinator, command, now)
+                             if command.name in TARGETED else (None, ""))
+                    owner = _owner_apart(services, phone, found[0], vaccinator, command)
+                    if owner:
+                        lock = lock or _hold(r, keys.conversation_lock(phone))
+                        marker = keys.applied(owner, provider_id)
+                        pipe.watch(marker, keys.citizen(owner))
+                        reads = r  # the sender's keys are in another slot than the WATCH
+                    else:
+                        # every SMS of this number writes `flood`: its SMS are applied one at a
+                        # time, so a vaccinator's failure count for the hour is exact too
+                        marker = seen
+                        pipe.watch(seen, skey, flood, keys.citizen(phone),
+                                   keys.citizen_appointments(phone))
+                        reads = pipe
+                    if pipe.exists(marker) or (marker != seen and r.exists(seen)):
+                        log_event("sms.duplicate", phone=phone, provider_id=provider_id)
+                        return
+                    count = _count_inbound(reads, flood)
+                    raw = reads.get(skey)
+                    ctx = _sms_context(services, pipe, phone, command, count, vaccinator, found, now,
+                                       home=owner or phone)
+                    inbound = Inbound(phone, text, Channel.SMS, event=event)
+                    answer = sms.step(json.loads(raw) if raw else None, inbound, command, ctx)
+                    commit = _save_sms(services, pipe, answer, ctx, seen, skey, flood,
+                                       home=keys.citizen(owner or phone), marker=marker)
+                except SeatLost:  # the slot filled while confirming: the slots again
+                    event = sms.SEAT_LOST
+                    continue
+                except (WatchError, Stale):
+                    continue
+            _enqueue(services, commit)
+            log_event("sms.in", phone=phone, provider_id=provider_id, command=command.name or "-",
+                      answered=bool(commit.messages))
+            return
+    finally:
+        if lock is not None:
+            lock()
     raise RuntimeError(f"inbound SMS {provider_id}: too much contention, gave up")
 
 
-def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str,
-              skey: str, flood: str) -> tuple[Commit, list[str]]:
+def _owner_apart(services, phone: str, appointment, vaccinator, command) -> str:
+    """The number owning the appointment an active vaccinator's V/DONE names, when one
+    transaction cannot hold both it and the sender (another hash slot on a cluster); else "".
+    (Anything else that names another number's appointment is refused without touching it.)"""
+    if (appointment is None or command.name not in ("verify", "done") or vaccinator is None
+            or not vaccinator.active or not slots.is_cluster(services.redis)):
+        return ""
+    return appointment.phone if not _same_slot(appointment.phone, phone) else ""
+
+
+def _same_slot(a: str, b: str) -> bool:
+    return a == b or key_slot(a.encode()) == key_slot(b.encode())
+
+
+LOCK_WAIT = 5.0  # seconds an SMS waits for the sender's previous one
+
+
+def _hold(r, key: str):
+    """Take a short lock; returns its release. Raises when it stays taken (a provider retry
+    brings the SMS back)."""
+    token = secrets.token_hex(8)
+    deadline = time.monotonic() + LOCK_WAIT
+    while not r.set(key, token, nx=True, px=int(LOCK_WAIT * 2000)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{key} stayed locked")
+        time.sleep(0.02)
+    return lambda: slots.release_lock(r, key, token)
+
+
+def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str, skey: str,
+              flood: str, *, home: str, marker: str) -> Commit:
     """One transaction: seen id, flood count, conversation state, the reply's record, effects."""
     outcome, languages = answer.outcome, services.config.languages
     lang = answer.lang if answer.lang in languages else languages[0]
@@ -414,10 +479,11 @@ def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str,
     body = sms_body(services.templates, reply, lang) if reply is not None else ""
     state = None if outcome.state is None else json.dumps(
         outcome.state, ensure_ascii=False, separators=(",", ":"))
-    replies: list[str] = []
 
     def save(p):
         p.set(seen, "1", ex=SEEN_TTL)
+        if marker != seen:
+            p.set(marker, "1", ex=SEEN_TTL)
         p.incr(flood)
         p.expire(flood, FLOOD_WINDOW)
         if state is None:
@@ -425,9 +491,7 @@ def _save_sms(services, pipe, answer: sms.Answer, ctx: Context, seen: str,
         else:
             p.set(skey, state, ex=SMS_STATE_TTL)
         if reply is not None:
-            replies.append(outbox.record(p, to=ctx.citizen.phone, body=body,
-                                         template=reply.template, lang=lang, purpose="reply",
-                                         priority="high", segments=gsm.segments(body)))
+            outbox.record(p, to=ctx.citizen.phone, body=body, template=reply.template, lang=lang,
+                          purpose="reply", priority="high", segments=gsm.segments(body))
 
-    commit = _commit(services, pipe, outcome, ctx, before=(save,))
-    return commit, replies
+    return _commit(services, pipe, outcome, ctx, before=(save,), home=home)

@@ -1,9 +1,12 @@
 """Applying a step's effects: one table maps each effect to the function that queues its writes.
 
 `Commit` runs in two phases on one Redis pipeline: `prepare` WATCHes the keys an effect
-depends on and re-reads them (a seat still free, an appointment still in the status the flow
-saw); then every write of the step goes into one MULTI/EXEC. A concurrent change aborts the
-EXEC and the orchestrator runs the step again on fresh data.
+depends on and re-reads them (an appointment still in the status the flow saw) and takes what
+must be taken before the transaction (a booking's seat, by script on the session's slot:
+`gateway.slots`); then every write of the step goes into one MULTI/EXEC, through
+`slots.Writes`, which defers writes to keys outside the transaction's slot on a cluster. A
+concurrent change aborts the EXEC: what `prepare` took is given back (`undo`) and the
+orchestrator runs the step again on fresh data.
 """
 from __future__ import annotations
 
@@ -11,12 +14,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from redis.exceptions import WatchError
+
 from flows import base
 from flows.domain import Appointment, Beneficiary, Gender, Status
 from flows.ids import format_ref
 from flows.text import clip, day_label, initials
 
-from . import codes, keys, metrics, outbox, store
+from . import codes, keys, metrics, outbox, slots, store
 
 DUE_TTL = 60 * 60 * 24 * 400  # appointments, certificates: kept well past the booking year
 FAILURE_WINDOW = 2 * 3600
@@ -39,11 +44,12 @@ class Commit:
     now: datetime
     known: dict[str, Appointment] = field(default_factory=dict)  # ref -> as the flow saw it
     citizen: object = None
-    messages: list[tuple[str, str]] = field(default_factory=list)  # (message id, priority)
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (id, priority), once committed
     alerts: list = field(default_factory=list)  # AlertOperator effects written
     catalog: object = None  # the step's StoreCatalog: centre names without a round trip
     codes: dict = field(default_factory=dict)  # ref -> code of live appointments, as read
     _prepared: dict = field(default_factory=dict)
+    _undo: list = field(default_factory=list)  # what prepare took, given back if no commit
 
     @property
     def r(self):
@@ -56,10 +62,15 @@ class Commit:
             if fn:
                 fn(self, pipe, effect)
 
-    # -- phase 2: queue writes (pipeline after .multi()) --
+    # -- phase 2: queue writes (`slots.Writes` after .multi()) --
     def write(self, pipe, effects) -> None:
         for effect in effects:
             APPLY[type(effect)](self, pipe, effect)
+
+    def undo(self) -> None:
+        """The step did not commit: give back what `prepare` took (a held seat)."""
+        while self._undo:
+            self._undo.pop()()
 
     def audit(self, pipe, ref: str, status: str, actor: str, channel: str, **extra) -> None:
         fields = {"ref": ref, "status": status, "actor": actor, "channel": channel,
@@ -76,12 +87,10 @@ class Commit:
             params["code"] = codes.CODE_MASK
         body, _encoding, segments = self.services.templates.sms(template, lang, params)
         code_at = body.find(codes.CODE_MASK) if code_of else -1
-        message_id = outbox.record(
+        return outbox.record(
             pipe, to=to, body=body, template=template, lang=lang, purpose=purpose,
             priority=priority, segments=segments, code_of=code_of, code_at=code_at,
         )
-        self.messages.append((message_id, priority))
-        return message_id
 
     def live_codes(self, phone: str) -> dict[str, str]:
         """ref -> code of the number's live appointments; from the step's reads when they
@@ -113,21 +122,34 @@ class Commit:
         return phone, current
 
 
+def transact(services, pipe, commit: Commit, home: str, *writers, prepare=None) -> slots.Writes:
+    """Run `prepare`, then the writers into one MULTI/EXEC on `home`'s slot, then apply the
+    follow-ups. A transaction that does not commit gives back what `prepare` took."""
+    try:
+        if prepare is not None:
+            prepare()
+        pipe.multi()
+        writes = slots.Writes(pipe, home, slots.is_cluster(services.redis))
+        for writer in writers:
+            writer(writes)
+        writes.seal()
+        pipe.execute()
+    except (WatchError, Stale, SeatLost):
+        commit.undo()
+        raise
+    slots.drain(services.redis, writes)
+    commit.messages = list(writes.created)  # queued by `_enqueue`, after the follow-ups
+    return writes
+
+
 # ---------------------------------------------------------------- booking
 def prepare_book(c: Commit, pipe, e: base.Book) -> None:
-    skey = keys.session(e.session_id)
-    pipe.watch(skey, keys.ref_owner(e.ref))
-    # Read on another connection after the WATCH, both in one round trip: a change after
-    # these reads is still a change after the WATCH, so the EXEC fails on it.
-    reads = c.r.pipeline(transaction=False)
-    reads.exists(keys.ref_owner(e.ref))
-    reads.hgetall(skey)
-    owned, session = reads.execute()
-    if owned:
+    state, session = slots.hold_seat(c.r, e.phone, e.ref, e.session_id, e.slot)
+    if state == "taken":
         raise Stale("reference already taken")
-    capacity = int(session.get("c:" + e.slot, 0))
-    if not session or int(session.get("t:" + e.slot, 0)) >= capacity:
+    if state == "full":
         raise SeatLost(e.slot)
+    c._undo.append(lambda: slots.abandon(c.r, e.phone, e.ref, e.session_id))
     c._prepared[id(e)] = session
 
 
@@ -147,13 +169,12 @@ def apply_book(c: Commit, pipe, e: base.Book) -> None:
     while codes.derive(c.services.config.code_secret, e.ref, nonce) in taken_codes:
         nonce = codes.new_nonce()
     day, centre_id = session["d"], session["ce"]
-    pipe.hincrby(keys.session(e.session_id), "t:" + e.slot, 1)
+    pipe.hdel(keys.booking_intents(e.phone), e.ref)  # the seat is the booking's now
     pipe.hset(keys.appointment(e.phone, e.ref), mapping={
         "b": person.beneficiary_id, "n": person.name, "y": person.birth_year, "c": centre_id,
         "d": day, "sl": e.slot, "v": session["v"], "o": e.dose, "s": str(Status.BOOKED),
         "se": e.session_id, "k": nonce,
     })
-    pipe.set(keys.ref_owner(e.ref), e.phone)
     pipe.sadd(keys.citizen_appointments(e.phone), e.ref)
     pipe.sadd(keys.centre_day_appointments(centre_id, day), e.ref)
     pipe.zadd(keys.due_appointments(), {e.ref: datetime.fromisoformat(day).toordinal()})
@@ -175,7 +196,7 @@ def apply_cancel(c: Commit, pipe, e: base.Cancel) -> None:
     if current["s"] not in (Status.BOOKED, Status.VERIFIED):
         return
     pipe.hset(keys.appointment(phone, e.ref), "s", str(Status.CANCELLED))
-    pipe.hincrby(keys.session(current["se"]), "t:" + current["sl"], -1)
+    pipe.release_seat(current["se"], e.ref)
     pipe.zrem(keys.due_appointments(), e.ref)
     c.audit(pipe, e.ref, Status.CANCELLED, e.actor, e.channel)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from rq import Worker
 
 from .services import QUEUE_NAMES
@@ -25,7 +25,7 @@ def readyz():
         try:
             report["queues"] = {name: services.queue(name).count for name in QUEUE_NAMES}
             report["workers"] = len(Worker.all(connection=services.queue_redis))
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             report["queue_redis"] = f"error: {type(exc).__name__}"
     ready = report["redis"] == "ok" and report["queue_redis"] == "ok" and report.get("workers", 0) > 0
     return jsonify(ready=ready, **report), 200 if ready else 503
@@ -35,5 +35,5 @@ def _ping(client) -> str:
     try:
         client.ping()
         return "ok"
-    except RedisError as exc:
+    except (RedisError, RedisClusterException) as exc:
         return f"error: {type(exc).__name__}"

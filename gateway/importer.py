@@ -15,7 +15,7 @@ from typing import Callable, TextIO
 
 from redis import Redis
 
-from . import keys, phones, store
+from . import keys, phones, slots, store
 
 COLUMNS = {
     "centres": ("centre_id", "name", "district", "area_code", "address"),
@@ -233,23 +233,29 @@ def import_csv(r: Redis, kind: str, stream: TextIO, *, skip_bad: bool = False,
 
 def _write(r: Redis, kind: str, records: list[dict], progress) -> None:
     write = WRITERS[kind]
-    pipe = r.pipeline(transaction=True)
+    cluster = slots.is_cluster(r)
+    pipe = r.pipeline(transaction=not cluster)
     done = 0
     for rec in records:
         write(r, pipe, rec)
         done += 1
         if done % BATCH == 0:
-            _commit(kind, pipe)
+            _commit(r, kind, pipe, cluster)
             if progress:
                 progress(done, len(records))
-    _commit(kind, pipe)
+    _commit(r, kind, pipe, cluster)
     if progress:
         progress(done, len(records))
 
 
-def _commit(kind: str, pipe) -> None:
-    """Run one batch; a batch that changes the catalogue also replaces its version token in
-    the same transaction, so no process keeps what the batch replaced (`store.StoreCatalog`)."""
-    if kind in CATALOGUE:
+def _commit(r: Redis, kind: str, pipe, cluster: bool) -> None:
+    """Run one batch; a batch that changes the catalogue also replaces its version token, so
+    no process keeps what the batch replaced (`store.StoreCatalog`). On a single Redis the
+    batch is one transaction with its token. A cluster cannot run a transaction over many
+    slots: the batch's records go first (each written before the indexes naming it), the new
+    token only once they are all in, so a process that sees the token reads the new data."""
+    if kind in CATALOGUE and not cluster:
         pipe.set(keys.catalog_version(), secrets.token_hex(8))
     pipe.execute()
+    if kind in CATALOGUE and cluster:
+        r.set(keys.catalog_version(), secrets.token_hex(8))

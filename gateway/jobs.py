@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 
 from . import africastalking as at
-from . import outbox
+from . import outbox, slots
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +177,11 @@ def _apply(services, rec: dict, verdict: Verdict, result: at.SendResult) -> None
 def requeue_stuck() -> int:
     """Periodic job: give lost message records a job again."""
     return outbox.requeue_stuck(runtime().services)
+
+
+def recover() -> dict:
+    """Periodic job: finish what processes that died between a commit and its follow-ups left
+    (`gateway.slots.recover`), and give back seats of bookings that never committed."""
+    services = runtime().services
+    return slots.recover(services.redis, lambda message_id, priority:
+                         outbox.enqueue(services, message_id, priority))

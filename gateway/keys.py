@@ -1,9 +1,13 @@
 """Every Redis key Teeka uses is built here, and only here.
 
-Keys of one citizen share the hash tag `{<phone>}` and keys of one vaccination session the
-tag `{<session_id>}`, so multi-key operations stay in one slot on a Redis Cluster.
+Keys of one number (citizen, vaccinator, their USSD sessions, SMS ids, outbox) share the hash
+tag `{<phone>}` and keys of one vaccination session the tag `{<session_id>}`, so a step's
+transaction stays in one slot on a Redis Cluster. Writes a step makes to keys of other slots
+travel through the follow-up list of its slot (`followups`, see `gateway.slots`).
 """
 from __future__ import annotations
+
+from hashlib import blake2b
 
 P = "t:"
 
@@ -38,6 +42,17 @@ def conversation_lock(phone: str) -> str:
     return f"{P}lk:{{{phone}}}"
 
 
+def booking_intents(phone: str) -> str:
+    """Hash ref -> `<session_id>|<slot>|<unix time>`: a seat held for a booking of this number
+    not yet committed (`gateway.slots.recover` gives back seats of intents left behind)."""
+    return f"{P}bk:{{{phone}}}"
+
+
+def applied(phone: str, provider_id: str) -> str:
+    """An inbound SMS of another number already applied to this number's appointment."""
+    return f"{P}op:{{{phone}}}:{provider_id}"
+
+
 # ---- references and certificates: global lookups ----
 def ref_owner(ref: str) -> str:
     """ref -> the phone number whose appointment it is."""
@@ -49,8 +64,10 @@ def certificate(cert_id: str) -> str:
 
 
 # ---- USSD sessions ----
-def ussd_session(session_id: str) -> str:
-    return f"{P}us:{session_id}"
+def ussd_session(phone: str, session_id: str) -> str:
+    """A USSD session's record, named by a digest of the provider's (long) session id: one
+    key per live session, so its name is a good part of a session's memory."""
+    return f"{P}us:{{{phone}}}:{blake2b(session_id.encode(), digest_size=8).hexdigest()}"
 
 
 # ---- catalogue: centres, sessions, seats ----
@@ -74,6 +91,11 @@ def centre_sessions(centre_id: str) -> str:
 def session(session_id: str) -> str:
     """Hash: vaccine, min_age, doses, and per slot `c:<slot>` capacity and `t:<slot>` taken."""
     return f"{P}se:{{{session_id}}}"
+
+
+def session_roster(session_id: str) -> str:
+    """Hash ref -> `<phone>|<slot>|<unix time>` of every seat taken in the session."""
+    return f"{P}sr:{{{session_id}}}"
 
 
 def centre_day_appointments(centre_id: str, day: str) -> str:
@@ -137,9 +159,10 @@ def send_rate() -> str:
 
 
 # ---- webhooks ----
-def seen(kind: str, provider_id: str) -> str:
-    """A provider id already handled (inbound SMS, delivery report), kept for 48 h."""
-    return f"{P}seen:{kind}:{provider_id}"
+def seen(kind: str, provider_id: str, phone: str = "") -> str:
+    """A provider id already handled (inbound SMS, session end), kept for 48 h; in the
+    sender's slot when there is a sender."""
+    return f"{P}seen:{kind}:{{{phone}}}:{provider_id}" if phone else f"{P}seen:{kind}:{provider_id}"
 
 
 # ---- operator ----
@@ -162,3 +185,19 @@ def settings() -> str:
 
 def metrics(name: str) -> str:
     return f"{P}mx:{name}"
+
+
+# ---- slots ----
+def followups(home: str) -> str:
+    """List of writes to other slots made by transactions on `home`'s slot, until applied."""
+    return f"{P}fu:{{{hash_tag(home)}}}"
+
+
+def hash_tag(key: str) -> str:
+    """What a Redis Cluster hashes a key by: the text of its first `{...}`, else the key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1:end]
+    return key

@@ -16,7 +16,6 @@ import threading
 import time
 
 from flask import Blueprint, Response, current_app
-from redis.exceptions import RedisError
 
 from . import keys
 from .services import QUEUE_NAMES
@@ -110,7 +109,9 @@ class WebCounters:
             for name, amount in pending.items():
                 pipe.hincrby(keys.metrics(WEB), name, amount)
             pipe.execute()
-        except RedisError as exc:  # kept for the next flush; a request never fails for it
+        # Kept for the next flush; a request never fails for it, and the flushing thread never
+        # dies of it (a client closed under it raises more than Redis errors).
+        except Exception as exc:  # noqa: BLE001
             with self._lock:
                 for name, amount in pending.items():
                     self._pending[name] = self._pending.get(name, 0) + amount

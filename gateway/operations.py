@@ -14,7 +14,7 @@ from flows.verify import MAX_WRONG_CODES
 
 from . import keys, store
 from .conversation import _enqueue, now_in
-from .effects import SMS_CENTRE_WIDTH, Commit
+from .effects import SMS_CENTRE_WIDTH, Commit, transact
 
 OPERATOR = "operator"  # the audit actor of a change made with the command line
 SWEEP = "sweep"  # the audit actor of the end-of-day sweep
@@ -78,7 +78,7 @@ def _change(services, phone: str, ref: str, now: datetime,
     concurrent change; the messages it records are queued after the commit."""
     r = services.redis
     key = keys.appointment(phone, ref)
-    with r.pipeline() as pipe:
+    with r.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(key, keys.citizen(phone))
@@ -87,9 +87,7 @@ def _change(services, phone: str, ref: str, now: datetime,
                 if write is None:
                     return count
                 commit = Commit(services=services, now=now, citizen=citizen)
-                pipe.multi()
-                write(pipe, commit)
-                pipe.execute()
+                transact(services, pipe, commit, key, lambda w: write(w, commit))
             except WatchError:
                 continue
             _enqueue(services, commit)
@@ -113,20 +111,22 @@ def unlock(services, ref: str) -> str:
     if not phone:
         return f"No appointment has ref {format_ref(ref)}."
     key = keys.appointment(phone, ref)
-    with r.pipeline() as pipe:
+    with r.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(key)
                 status, day = pipe.hmget(key, "s", "d")
                 if status != Status.LOCKED:
                     return f"Appointment {format_ref(ref)} is {status}, not locked: nothing changed."
-                pipe.multi()
-                pipe.hset(key, mapping={"s": str(Status.BOOKED), "w": 0})
-                # back in the sweep's set: the sweep drops locked appointments it passes over
-                pipe.zadd(keys.due_appointments(), {ref: date.fromisoformat(day).toordinal()})
-                Commit(services=services, now=now_in(services)).audit(pipe, ref, "unlocked",
-                                                                      OPERATOR, "cli")
-                pipe.execute()
+                commit = Commit(services=services, now=now_in(services))
+
+                def write(w):
+                    w.hset(key, mapping={"s": str(Status.BOOKED), "w": 0})
+                    # back in the sweep's set: the sweep drops locked appointments it passes over
+                    w.zadd(keys.due_appointments(), {ref: date.fromisoformat(day).toordinal()})
+                    commit.audit(w, ref, "unlocked", OPERATOR, "cli")
+
+                transact(services, pipe, commit, key, write)
                 return f"Unlocked {format_ref(ref)}: booked again, {MAX_WRONG_CODES} tries."
             except WatchError:
                 continue
@@ -146,14 +146,20 @@ def disputes(services) -> list[dict]:
 
 
 def audit_events(services, batch: int = 1000) -> Iterator[dict]:
-    """Every audit event in order, read in batches."""
+    """Every audit event in order, read in batches. An event written again by a recovered
+    follow-up (`gateway.slots`: it carries the same `op`) is given once."""
     r = services.redis
-    start = "-"
+    start, ops = "-", set()
     while True:
         entries = r.xrange(keys.audit(), min=start, count=batch)
         if not entries:
             return
         for event_id, fields in entries:
+            op = fields.pop("op", None)
+            if op is not None:
+                if op in ops:
+                    continue
+                ops.add(op)
             yield {"id": event_id, **fields}
         start = "(" + entries[-1][0]  # exclusive: continue after the last one read
 

@@ -28,7 +28,7 @@ from redis.exceptions import WatchError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from . import gsm, keys, metrics
+from . import gsm, keys, metrics, slots
 from .phones import mask
 from .services import QUEUE_HIGH, QUEUE_LOW
 
@@ -89,7 +89,8 @@ def job_id(message_id: str, attempt: int) -> str:
 def record(pipe, *, to: str, body: str, template: str, lang: str, purpose: str, priority: str,
            segments: int, code_of: str = "", code_at: int = -1, encoding: str = "",
            now: float | None = None) -> str:
-    """Write a new message record into `pipe` (a pipeline or client); returns its id.
+    """Write a new message record into `pipe` (a pipeline, a client, or a transaction's
+    `slots.Writes`); returns its id.
 
     The body must carry the security code masked; `code_of`/`code_at` say where it goes.
     Call `enqueue` after the pipeline has been executed.
@@ -105,11 +106,12 @@ def record(pipe, *, to: str, body: str, template: str, lang: str, purpose: str, 
         "code_of": code_of, "code_at": code_at, "network": "", "failure_reason": "", "dlr_status": "",
         "cost": "",
     }
-    pipe.hset(keys.message(message_id), mapping=fields)
-    pipe.zadd(keys.messages_index(), {message_id: now})
-    pipe.rpush(keys.outbox(to), message_id)
-    pipe.ltrim(keys.outbox(to), -OUTBOX_KEEP, -1)
-    metrics.count_message(pipe, purpose, QUEUED)
+    w = pipe if isinstance(pipe, slots.Writes) else slots.Writes(pipe, keys.message(message_id), cluster=False)
+    w.created.append((message_id, priority))
+    w.hset_new(keys.message(message_id), fields)
+    w.zadd(keys.messages_index(), {message_id: now})
+    w.push_bounded(keys.outbox(to), message_id, OUTBOX_KEEP)
+    metrics.count_message(w, purpose, QUEUED)
     return message_id
 
 
@@ -349,7 +351,7 @@ def apply_delivery_report(services, provider_id: str, status: str, failure_reaso
     if failure_reason and failure_reason not in FAILURE_REASONS:
         log.warning("message %s: unknown failure reason %r recorded", message_id, failure_reason[:40])
     key = keys.message(message_id)
-    with r.pipeline() as pipe:
+    with r.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(key)
@@ -357,10 +359,13 @@ def apply_delivery_report(services, provider_id: str, status: str, failure_reaso
                 outcome, fields = _dlr_effect(rec, provider_id, status, failure_reason, network_code)
                 if fields:
                     pipe.multi()
-                    pipe.hset(key, mapping=fields)
+                    writes = slots.Writes(pipe, key, slots.is_cluster(services.redis))
+                    writes.hset(key, mapping=fields)
                     if "status" in fields:
-                        metrics.count_message(pipe, rec.get("purpose", ""), fields["status"])
+                        metrics.count_message(writes, rec.get("purpose", ""), fields["status"])
+                    writes.seal()
                     pipe.execute()
+                    slots.drain(r, writes)
                 else:
                     pipe.unwatch()
                 break

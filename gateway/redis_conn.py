@@ -37,20 +37,37 @@ _MAX_SOCKET_PATH = 100
 def connect(config: Config) -> tuple[Redis, Redis]:
     """Return (data client with str replies, RQ client with bytes replies).
 
-    With GATEWAY_REDIS_CLUSTER=1 the data client is a `RedisCluster` that finds every master from
-    the one node GATEWAY_REDIS_URL names; the RQ client always talks to a single server.
+    When GATEWAY_REDIS_URL names a node of a Redis Cluster (or GATEWAY_REDIS_CLUSTER=1 says so)
+    the data client is a `RedisCluster` that finds every master from that one node; the RQ
+    client always talks to a single server, GATEWAY_QUEUE_REDIS_URL then.
     """
     if config.redis_cluster and not config.redis_url:
         raise ValueError("GATEWAY_REDIS_CLUSTER=1 needs GATEWAY_REDIS_URL naming one node of the cluster")
-    if config.redis_cluster and not config.queue_redis_url:
-        raise ValueError("GATEWAY_REDIS_CLUSTER=1 needs GATEWAY_QUEUE_REDIS_URL: RQ cannot use a cluster")
     url = config.redis_url
     if not url:
         start_embedded(config)
         url = embedded_url(config)
-    data = _client(url, config, decode=True, cluster=config.redis_cluster)
+    cluster = config.redis_cluster or names_a_cluster_node(url, config)
+    if cluster and not config.queue_redis_url:
+        raise ValueError("GATEWAY_REDIS_URL names a Redis Cluster: set GATEWAY_QUEUE_REDIS_URL to a "
+                         "single Redis server for the job queues (RQ cannot use a cluster)")
+    data = _client(url, config, decode=True, cluster=cluster)
     queue = _client(config.queue_redis_url or url, config, decode=False, cluster=False)
     return data, queue
+
+
+def names_a_cluster_node(url: str, config: Config) -> bool:
+    """Whether the server at `url` runs in cluster mode (asked once, at connect)."""
+    if url.startswith("unix://"):
+        return False  # the embedded server
+    probe = Redis.from_url(url, socket_timeout=config.redis_timeout,
+                           socket_connect_timeout=config.redis_timeout)
+    try:
+        return str(probe.info("cluster").get("cluster_enabled", 0)) == "1"
+    except RedisError:
+        return False  # not reachable now: the client retries, as a single server
+    finally:
+        probe.close()
 
 
 def _client(url: str, config: Config, *, decode: bool, cluster: bool):

@@ -80,7 +80,7 @@ def shed_screen(services, session_id: str, phone: str, text: str) -> str | None:
         return None
     r = services.redis
     pipe = r.pipeline(transaction=False)
-    pipe.exists(keys.ussd_session(session_id))
+    pipe.exists(keys.ussd_session(phone, session_id))
     pipe.hget(keys.citizen(phone), "lang")
     under_way, lang = pipe.execute()
     if under_way:

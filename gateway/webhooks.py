@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, request
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,8 +21,10 @@ bp = Blueprint("webhooks", __name__)
 
 MAX_FIELD = 1000
 BUSY = "Service busy, please try again later."
-# a primary that just became a replica refuses writes (READONLY): as good as down for us
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, RedisReadOnlyError)
+# a primary that just became a replica refuses writes (READONLY): as good as down for us; a
+# cluster with a master down, or no node reachable, is down for the keys it cannot serve
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, RedisReadOnlyError, ClusterDownError,
+              RedisClusterException)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ def bad_request(error: BadRequest):
 @bp.errorhandler(RedisConnectionError)
 @bp.errorhandler(RedisTimeoutError)
 @bp.errorhandler(RedisReadOnlyError)
+@bp.errorhandler(ClusterDownError)
+@bp.errorhandler(RedisClusterException)
 def redis_down(error: Exception):
     g.webhook_reason = "redis unavailable"
     log_event("redis_unavailable", level=logging.WARNING, path=request.path,

@@ -72,6 +72,7 @@ class Periodic:
 # what it has done.
 PERIODIC: list[Periodic] = [
     Periodic("requeue-stuck", "gateway.jobs.requeue_stuck", every=30),
+    Periodic("recover", "gateway.jobs.recover", every=60, offset=15),
     Periodic("no-show-sweep", "gateway.operations.sweep_job", every=3600, offset=300),
     Periodic("reminders", "gateway.operations.reminders_job", every=3600, offset=600),
 ]

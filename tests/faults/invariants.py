@@ -8,8 +8,10 @@ Everything is read through `gateway.keys` and the record layouts of `gateway.sto
 `gateway.outbox`. The checks:
 
 - seats: for every slot, 0 <= taken <= capacity (so taken + free = capacity), and taken equals
-  the number of appointments of that slot that hold a seat (every status but `cancelled`:
-  a locked, disputed or no-show appointment used its seat);
+  the number of holders in the session's roster; every appointment of that slot that holds a
+  seat (every status but `cancelled`: a locked, disputed or no-show appointment used its
+  seat) is a holder, and every other holder is a booking in flight (its number's intent,
+  given back by `gateway.slots.recover` if it never commits);
 - slips: every appointment has its appointment-slip record (purpose `booking`, `code_of` = ref,
   to its number), and no slip exists without its appointment;
 - completions: every completion record names a certificate whose appointment had a `verified`
@@ -76,6 +78,8 @@ class Snapshot:
     audit: dict[str, list[dict]]  # ref -> its events, oldest first
     vaccinators: dict[str, dict]  # phone -> hash
     certificates: dict[str, dict]  # cert id -> hash (those named by appointments or messages)
+    rosters: dict[str, dict] = field(default_factory=dict)  # session id -> ref -> phone|slot|time
+    intents: dict[str, dict] = field(default_factory=dict)  # phone -> ref -> session|slot|time
 
     @classmethod
     def read(cls, r) -> "Snapshot":
@@ -87,14 +91,17 @@ class Snapshot:
         ids = r.zrange(keys.messages_index(), 0, -1)
         messages = {mid: rec for mid, rec in zip(ids, _hashes(r, [keys.message(m) for m in ids])) if rec}
         audit: dict[str, list[dict]] = defaultdict(list)
-        last = "-"
+        last, ops = "-", set()
         while True:
             page = r.xrange(keys.audit(), min=last, count=PAGE)
             page = [entry for entry in page if entry[0] != last]
             if not page:
                 break
             for entry_id, event in page:
-                audit[event.get("ref", "")].append({**event, "id": entry_id})
+                op = event.pop("op", None)  # a line a recovered follow-up wrote again
+                if op is None or op not in ops:
+                    ops.add(op)
+                    audit[event.get("ref", "")].append({**event, "id": entry_id})
             last = page[-1][0]
         vaccinators = {_inner(key, keys.vaccinator): h for key, h in _scan_hashes(r, keys.vaccinator)}
         cert_ids = {h["ce"] for _, h in appointments.values() if h.get("ce")}
@@ -103,7 +110,9 @@ class Snapshot:
                 cert_ids.update(_compact(c) for c in CERT_RE.findall(rec.get("body", "")))
         cert_ids = sorted(cert_ids)
         certificates = {cid: h for cid, h in zip(cert_ids, _hashes(r, [keys.certificate(c) for c in cert_ids])) if h}
-        return cls(sessions, appointments, messages, dict(audit), vaccinators, certificates)
+        rosters = {_inner(key, keys.session_roster): h for key, h in _scan_hashes(r, keys.session_roster)}
+        intents = {_inner(key, keys.booking_intents): h for key, h in _scan_hashes(r, keys.booking_intents)}
+        return cls(sessions, appointments, messages, dict(audit), vaccinators, certificates, rosters, intents)
 
 
 # ---------------------------------------------------------------- the checks
@@ -116,6 +125,7 @@ def check(r, sent: Iterable | None = None, timezone: str = "Asia/Kolkata") -> Ch
         "slots": sum(1 for h in snap.sessions.values() for name in h if name.startswith("c:")),
         "seats taken": sum(int(v) for h in snap.sessions.values() for n, v in h.items() if n.startswith("t:")),
         "appointments": len(snap.appointments),
+        "seats held for bookings in flight": sum(len(i) for i in snap.intents.values()),
         "messages checked": len(snap.messages),
         "completions": sum(1 for m in snap.messages.values() if m.get("purpose") == "completion"),
         "audit events": sum(len(v) for v in snap.audit.values()),
@@ -139,14 +149,26 @@ def violations(r, sent: Iterable | None = None, timezone: str = "Asia/Kolkata") 
 def seat_violations(snap: Snapshot) -> list[str]:
     holding: Counter = Counter()
     found = []
-    for ref, (_, h) in snap.appointments.items():
+    for ref, (phone, h) in snap.appointments.items():
         if h.get("s") in SEAT_FREEING:
             continue
         session = snap.sessions.get(h.get("se", ""))
         if session is None or "c:" + h.get("sl", "") not in session:
             found.append(f"appointment {ref} holds a seat in a slot that does not exist: {h.get('se')} {h.get('sl')}")
             continue
-        holding[(h["se"], h["sl"])] += 1
+        holder = snap.rosters.get(h["se"], {}).get(ref, "")
+        if holder.split("|")[:2] != [phone, h["sl"]]:
+            found.append(f"appointment {ref} holds a seat of {h['se']} {h['sl']} but the roster has {holder!r}")
+    for sid, roster in snap.rosters.items():
+        for ref, holder in roster.items():
+            phone, slot, _ = holder.split("|")
+            holding[(sid, slot)] += 1
+            booked = snap.appointments.get(ref)
+            if booked is not None and booked[1].get("s") not in SEAT_FREEING:
+                continue
+            if ref not in snap.intents.get(phone, {}):
+                found.append(f"slot {sid} {slot}: seat held for {ref} of {phone}, which has no "
+                             "appointment holding it and no booking in flight")
     for sid, h in snap.sessions.items():
         for name, value in h.items():
             if not name.startswith("c:"):
@@ -157,7 +179,7 @@ def seat_violations(snap: Snapshot) -> list[str]:
             if taken < 0 or free < 0:
                 found.append(f"slot {sid} {slot}: taken {taken}, free {free}, capacity {capacity}")
             if taken != holding[(sid, slot)]:
-                found.append(f"slot {sid} {slot}: taken {taken} but {holding[(sid, slot)]} appointments hold a seat")
+                found.append(f"slot {sid} {slot}: taken {taken} but the roster has {holding[(sid, slot)]} holders")
     return found
 
 

@@ -42,8 +42,8 @@ def test_workers_killed_mid_send_every_message_goes_out_and_none_twice(gateway):
     gw.start_worker(processes=2, concurrency=CONCURRENCY)
     wait_until(lambda: _answered(gw) >= expected // 4, 60, 0.01, "a quarter of the messages sent")
     gw.fake.hold()
-    # every slot of both processes holds a send: no thread is between an answer and its record
-    wait_until(lambda: len(gw.fake.pending()) >= 2 * CONCURRENCY and time.time() - gw.fake.last_answer > DELAY,
+    # every slot of both processes holds a send, and no thread is between an answer and its record
+    wait_until(lambda: len(gw.fake.pending()) >= 2 * CONCURRENCY and _answers_recorded(gw),
                30, 0.01, "the workers' sends to be held inside the provider")
     kills = [time.time()]
     gw.kill_workers()
@@ -101,6 +101,15 @@ def _just_accepted(fake) -> bool:
 
 def _answered(gw) -> int:
     return sum(1 for req in gw.fake.snapshot() if req.answered)
+
+
+def _answers_recorded(gw) -> bool:
+    """Every message id the provider has answered with is written down by its worker."""
+    ids = [pid for req in gw.fake.snapshot() if req.answered for pid in provider_ids(req)]
+    pipe = gw.r.pipeline(transaction=False)
+    for pid in ids:
+        pipe.exists(keys.provider_message(pid))
+    return all(pipe.execute())
 
 
 def _all_sent(gw, expected: int) -> int:

@@ -8,7 +8,6 @@ again. Twenty DONEs for one verified appointment, at once: one completion SMS.
 from __future__ import annotations
 
 import io
-import os
 import secrets
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import requests
 
 from gateway import create_app, demo, importer, keys, worker
 from gateway.conversation import now_in
-from tests.conftest import free_port
+from tests.conftest import free_port, gateway_env
 from tests.fakes.fake_at import fake_at  # noqa: F401 (fixture)
 from tests.fakes.network import CERT_RE, CODE_RE, REF_RE, Phone, option
 from tests.faults.invariants import check
@@ -50,8 +49,7 @@ class WebProcesses:
     """`python -m gateway web` with several processes and threads on the test database."""
 
     def __init__(self, redis_url: str, processes: int = 4, threads: int = 16, **settings: str):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_CODE_SECRET="test-secret", **settings)
+        env = gateway_env(redis_url, GATEWAY_CODE_SECRET="test-secret", **settings)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(

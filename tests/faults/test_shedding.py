@@ -3,7 +3,6 @@ USSD sessions "busy, please try again in 15 minutes", while sessions under way c
 running web processes follow a change within about a second, without a restart."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 import requests
 
 from gateway import create_app, keys, metrics, shedding
+from tests.conftest import gateway_env
 from tests.fakes.fake_at import FORM
 from tests.fakes.network import Phone, option
 from tests.faults.invariants import check
@@ -26,8 +26,7 @@ NEW_SESSIONS = 200
 
 def shed(redis_url: str, *args: str) -> str:
     """`python -m gateway shed ...` as an operator types it; returns what it printed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_REDIS_URL=redis_url)
+    env = gateway_env(redis_url)
     done = subprocess.run([sys.executable, "-m", "gateway", "shed", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -86,7 +85,8 @@ def test_shedding_turns_on_and_off_without_a_restart_and_spares_sessions_under_w
     answers = [first_hop(url, sid, f"+9198765{71000 + i:05d}") for i, sid in enumerate(ids)]
     assert answers == [f"END {SHED_TEXT}"] * len(ids)
     assert first_hop(url, ids[0], "+919876571000") == f"END {SHED_TEXT}"  # a repeated first hop
-    assert not any(r.exists(keys.ussd_session(sid)) for sid in ids)  # nothing kept of them
+    assert not any(r.exists(keys.ussd_session(f"+9198765{71000 + i:05d}", sid))
+                   for i, sid in enumerate(ids))  # nothing kept of them
     # the session begun before the change goes on, into a booking
     under_way.answer(option(under_way.screen, "English"))
     assert "1 Book vaccination" in under_way.screen and not under_way.ended

@@ -17,14 +17,18 @@ import pytest
 
 from gateway import redis_conn
 from gateway.config import Config
+from tests import conftest
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def gateway_env(**settings: str) -> dict:
-    """This process's environment without its GATEWAY_* settings, plus `settings`."""
+    """This process's environment without its GATEWAY_* settings, plus `settings` (and the
+    queues' server when the test store is a cluster)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    if conftest.TEST_QUEUE_REDIS_URL and "GATEWAY_REDIS_URL" in settings:
+        env["GATEWAY_QUEUE_REDIS_URL"] = conftest.TEST_QUEUE_REDIS_URL
     env.update(settings)
     return env
 

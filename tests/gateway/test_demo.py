@@ -1,7 +1,6 @@
 """`python -m gateway demo`: a data set a newcomer can book against right away."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -11,20 +10,20 @@ from gateway import keys, store
 from gateway.config import Config
 from gateway.conversation import now_in
 from gateway.services import build
-from tests.conftest import data_keys
+from tests import conftest
+from tests.conftest import data_keys, gateway_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def gateway_demo(redis_url: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_CODE_SECRET="t")
+    env = gateway_env(redis_url, GATEWAY_CODE_SECRET="t")
     return subprocess.run([sys.executable, "-m", "gateway", "demo"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
 def today(redis_url: str) -> date:
-    services = build(Config(redis_url=redis_url))
+    services = build(Config(redis_url=redis_url, queue_redis_url=conftest.TEST_QUEUE_REDIS_URL))
     try:
         return now_in(services).date()
     finally:

@@ -101,8 +101,8 @@ def test_a_long_data_dir_still_gets_a_usable_socket(tmp_path):
         redis_conn.stop_embedded(config)
 
 
-def test_a_configured_redis_url_is_used_and_nothing_is_started(redis_url, rdb, tmp_path):
-    config = Config(redis_url=redis_url, data_dir=str(tmp_path / "var"))
+def test_a_configured_redis_url_is_used_and_nothing_is_started(redis_url, queue_redis_url, rdb, tmp_path):
+    config = Config(redis_url=redis_url, queue_redis_url=queue_redis_url, data_dir=str(tmp_path / "var"))
     data, queue = redis_conn.connect(config)
     data.set("k", "v")
     assert rdb.get("k") == "v"

@@ -48,7 +48,7 @@ def test_readyz_is_not_ready_without_a_worker(client):
 
 
 def test_readyz_is_not_ready_when_redis_is_down(app_config):
-    app = create_app(app_config.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    app = create_app(app_config.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0", queue_redis_url=""))
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()

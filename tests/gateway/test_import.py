@@ -1,7 +1,6 @@
 """`python -m gateway import centres|sessions|vaccinators FILE.csv` as an operator runs it."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway import keys, store
+from tests.conftest import gateway_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2031, 3, 10)  # sessions on a fixed day: the import does not care about the clock
@@ -22,8 +22,7 @@ CENTRES = """centre_id,name,district,area_code,address
 
 
 def gateway_import(redis_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_CODE_SECRET="t")
+    env = gateway_env(redis_url, GATEWAY_CODE_SECRET="t")
     return subprocess.run([sys.executable, "-m", "gateway", "import", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from gateway import create_app
-from tests.conftest import free_port
+from tests.conftest import free_port, gateway_env
 from tests.fakes.fake_at import FORM, delivery_report_body, fake_at  # noqa: F401 (fixture)
 from tests.fakes.network import CERT_RE, LiveServer, Phone
 from tests.gateway.test_verification import (CITIZEN, VACCINATOR_101, gateway,  # noqa: F401
@@ -174,8 +174,7 @@ def test_the_exposition_is_well_formed_prometheus_text(gateway):
 @pytest.fixture
 def two_web_processes(redis_url, rdb):
     """Two separate `python -m gateway web` servers on the same Redis; yields their base URLs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_CODE_SECRET="test-secret")
+    env = gateway_env(redis_url, GATEWAY_CODE_SECRET="test-secret")
     ports = [free_port(), free_port()]
     procs = [subprocess.Popen([sys.executable, "-m", "gateway", "web", "--port", str(port),
                                "--processes", "1", "--threads", "2"],

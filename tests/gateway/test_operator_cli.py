@@ -13,6 +13,7 @@ import pytest
 
 from flows.text import day_label
 from gateway import keys, operations
+from tests.conftest import gateway_env
 from tests.fakes.fake_at import fake_at  # noqa: F401 (fixture)
 from tests.fakes.network import CERT_RE, option
 from tests.gateway.test_verification import (CITIZEN, NEIGHBOUR, TOMORROWS_SLOT, VACCINATOR_101,
@@ -26,8 +27,7 @@ def cli(redis_url):
     """Run `python -m gateway <args>` against the test database; returns the finished process."""
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_CODE_SECRET="test-secret")
+        env = gateway_env(redis_url, GATEWAY_CODE_SECRET="test-secret")
         return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
 

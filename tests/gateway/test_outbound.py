@@ -21,6 +21,7 @@ from gateway import jobs, keys, outbox, worker
 from gateway.africastalking import AfricasTalking
 from gateway.config import Config
 from gateway.services import QUEUE_HIGH, QUEUE_LOW, QUEUE_NAMES, Services
+from tests.conftest import data_client, gateway_env
 from tests.fakes.fake_at import fake_at  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,16 +30,17 @@ BODY = "Teeka: booked at PHC Rajpur 12 Jun 09:00-11:00. Ref 48213 90576"
 
 
 @pytest.fixture
-def make_services(redis_url, rdb, fake_at):
+def make_services(redis_url, queue_redis_url, rdb, fake_at):
     """Services on the test database, pointed at the fake provider; installed for the jobs."""
     made = []
 
     def make(**overrides) -> Services:
-        options = dict(redis_url=redis_url, at_api_key=fake_at.api_key, at_api_url=fake_at.url)
+        options = dict(redis_url=redis_url, queue_redis_url=queue_redis_url, at_api_key=fake_at.api_key,
+                       at_api_url=fake_at.url)
         options.update(overrides)
         config = Config(**options)
-        services = Services(config=config, redis=redis.Redis.from_url(redis_url, decode_responses=True),
-                            queue_redis=redis.Redis.from_url(redis_url))
+        services = Services(config=config, redis=data_client(redis_url),
+                            queue_redis=redis.Redis.from_url(queue_redis_url or redis_url))
         provider = AfricasTalking.from_config(config, timeout=(0.5, 1.0)) if config.at_api_key else None
         jobs.install(services, provider)
         made.append(services)
@@ -488,9 +490,8 @@ def test_periodic_jobs_are_scheduled_once_whoever_asks(services):
 def test_warm_shutdown_lets_sends_in_flight_finish(services, fake_at, redis_url):
     fake_at.delay = 1.5
     ids = [send(services, to=f"+9198000002{i:02d}") for i in range(4)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
-               PYTHONPATH=str(ROOT))
+    env = gateway_env(redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
+                      PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", "from gateway import worker; worker.run(processes=1, concurrency=8)"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -523,9 +524,8 @@ def test_worker_that_took_over_a_dead_scheduler_still_stops_cleanly(services, fa
     (scheduled jobs run again), and on SIGTERM stops it and exits, leaving no process behind."""
     for name in QUEUE_NAMES:  # a scheduler killed ~20 s ago: its locks still live, unrenewed
         services.queue_redis.set(f"rq:scheduler-lock:{name}", "dead-scheduler", ex=40)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
-               PYTHONPATH=str(ROOT))
+    env = gateway_env(redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
+                      PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", "from gateway import worker; worker.run(processes=1, concurrency=4)"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

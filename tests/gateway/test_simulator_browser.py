@@ -26,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from gateway import create_app, demo, importer, store
 from gateway.conversation import now_in
+from tests.conftest import gateway_env
 from tests.fakes.network import CERT_RE, CODE_RE, REF_RE, LiveServer, option
 
 CHROMIUM = "/usr/bin/chromium"
@@ -67,9 +68,8 @@ class worker_process:
         self.config, self.log = config, log
 
     def __enter__(self):
-        env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
-        env.update(GATEWAY_REDIS_URL=self.config.redis_url, GATEWAY_CODE_SECRET=self.config.code_secret,
-                   GATEWAY_SMS_BACKEND="outbox")
+        env = gateway_env(self.config.redis_url, GATEWAY_CODE_SECRET=self.config.code_secret,
+                          GATEWAY_SMS_BACKEND="outbox")
         self.out = self.log.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "worker", "--processes", "1"],
                                      cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT)
