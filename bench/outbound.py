@@ -17,6 +17,7 @@ Run from the repository root: `python bench/outbound.py` (`--help` for the knobs
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import shutil
@@ -133,6 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=20, help="length of the sustained phase (default 20 s)")
     ap.add_argument("--floor-seconds", type=float, default=5, help="length of the floor measurement (default 5 s)")
     ap.add_argument("--worker-args", default="", help="extra `worker` flags, for experiments (default: none)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="teeka-bench-"))
@@ -224,6 +226,15 @@ def main(argv=None) -> int:
         print(f"records  {sent} of {len(ids)} sent; provider saw {counter.value} requests "
               f"(duplicates: {counter.value - sent})")
         ok = drain >= 300 and not growing and sent == len(ids) == counter.value
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "delay": args.delay, "messages": args.messages, "rate": args.rate,
+                "floor": floor, "drain": drain, "drain_ratio": drain / floor,
+                "arrivals": produced / elapsed, "sent_in_window": sent_in_window,
+                "cpu_ms": dict(zip(("workers", "provider", "redis", "producer"), per)),
+                "queue_depth_max": max(depths) if depths else 0, "growing": bool(growing),
+                "records": len(ids), "sent": sent, "requests": counter.value, "passed": ok,
+            }, indent=2))
         print("result  ", "PASS" if ok else "FAIL", "(target: >= 300 msg/s, queue not growing, each sent once)")
         return 0 if ok else 1
     finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import shutil
 import signal
@@ -221,6 +222,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=4, help="gunicorn threads of both")
     ap.add_argument("--memory-sessions", type=int, default=1000,
                     help="sessions walked for the memory figures (default 1000)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="teeka-bench-ussd-"))
@@ -313,6 +315,19 @@ def main(argv=None) -> int:
             f"{memory['booking_sms_job']:.0f} B"),
     ]
     print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "rate": args.rate, "rounds": args.rounds, "processes": args.processes,
+            "threads": args.threads, "concurrency": args.concurrency,
+            "p99": app.p99(), "p99_floor": floor.p99(), "p99_ratio": p99_ratio,
+            "p50": app.p50(), "p50_floor": floor.p50(),
+            "saturation": app.throughput(), "saturation_floor": floor.throughput(),
+            "saturation_ratio": sat_ratio, "cpu_ms": a_cpu, "cpu_ms_floor": f_cpu,
+            "errors": errors, "errors_floor": floor.errors(), "memory": memory,
+            "targets": {"p99_ratio_max": P99_RATIO_MAX, "saturation_ratio_min": THROUGHPUT_RATIO_MIN,
+                        "session_bytes_max": SESSION_BYTES_MAX,
+                        "appointment_bytes_max": APPOINTMENT_BYTES_MAX},
+            "passed": all(checks)}, indent=2))
     return 0 if all(checks) else 1
 
 
