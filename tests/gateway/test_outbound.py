@@ -487,14 +487,20 @@ def test_periodic_jobs_are_scheduled_once_whoever_asks(services):
     assert times == [1_900_000_020.0, 1_900_000_050.0]  # the next two multiples of 30 s
 
 
+def worker_process(redis_url, fake_at, concurrency: int) -> subprocess.Popen:
+    """One worker process (`worker.run`) on the test store and the fake provider, in its own
+    process group (with RQ's scheduler process), its output captured."""
+    env = gateway_env(redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
+                      PYTHONPATH=str(ROOT))
+    run = f"from gateway import worker; worker.run(processes=1, concurrency={concurrency})"
+    return subprocess.Popen([sys.executable, "-c", run], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
 def test_warm_shutdown_lets_sends_in_flight_finish(services, fake_at, redis_url):
     fake_at.delay = 1.5
     ids = [send(services, to=f"+9198000002{i:02d}") for i in range(4)]
-    env = gateway_env(redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
-                      PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", "from gateway import worker; worker.run(processes=1, concurrency=8)"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = worker_process(redis_url, fake_at, concurrency=8)
     try:
         deadline = time.monotonic() + 20
         while len(fake_at.requests) < 4 and time.monotonic() < deadline:
@@ -524,11 +530,7 @@ def test_worker_that_took_over_a_dead_scheduler_still_stops_cleanly(services, fa
     (scheduled jobs run again), and on SIGTERM stops it and exits, leaving no process behind."""
     for name in QUEUE_NAMES:  # a scheduler killed ~20 s ago: its locks still live, unrenewed
         services.queue_redis.set(f"rq:scheduler-lock:{name}", "dead-scheduler", ex=40)
-    env = gateway_env(redis_url, GATEWAY_AT_API_KEY=fake_at.api_key, GATEWAY_AT_API_URL=fake_at.url,
-                      PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", "from gateway import worker; worker.run(processes=1, concurrency=4)"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = worker_process(redis_url, fake_at, concurrency=4)
     try:
         queue = services.queue(QUEUE_HIGH)
         deadline = time.monotonic() + 40
