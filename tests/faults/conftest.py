@@ -149,14 +149,26 @@ class Process:
 
 
 def _group_running(pgid: int) -> bool:
-    """Does a process of group `pgid` still run (zombies, whose files are closed, do not count)?"""
+    """Does a process of group `pgid` still run? A killed process keeps its sockets open until its
+    last thread has exited, and its leader thread can be a zombie before the others are: every
+    thread is looked at, and only an all-zombie process counts as gone."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[2]) == pgid and (fields[0] != "Z" or _threads_running(stat.parent)):
             return True
+    return False
+
+
+def _threads_running(proc: Path) -> bool:
+    for stat in proc.glob("task/[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+        except OSError:
+            continue
     return False
 
 
@@ -177,6 +189,7 @@ class FaultyAT(FakeAT):
     drop_abandoned: bool = True
     last_answer: float = 0.0  # time.time() of the latest answer
     _pending: dict = field(default_factory=dict)  # requests being answered -> arrival time
+    _through: set = field(default_factory=set)  # requests past the gate whose answer is not yet out
     _open: threading.Event = field(default_factory=threading.Event)  # cleared: answers are held back
 
     def start(self, port: int = 0) -> "FaultyAT":
@@ -198,7 +211,8 @@ class FaultyAT(FakeAT):
 
     def hold(self) -> None:
         """Answer nothing more (requests wait inside the provider) until `release`."""
-        self._open.clear()
+        with self._lock:
+            self._open.clear()
 
     def release(self) -> None:
         self._open.set()
@@ -219,7 +233,12 @@ class FaultyAT(FakeAT):
         try:
             if self.delay:
                 time.sleep(max(0.0, arrived + self.delay - time.time()))
-            self._open.wait()
+            while True:  # through the gate and counted as through in one step, so `held` never misses one
+                with self._lock:
+                    if self._open.is_set():
+                        self._through.add(token)
+                        break
+                self._open.wait()
             if self.drop_abandoned and _client_gone():
                 gone = SentRequest(at=arrived, path=path, api_key=api_key, form=form, status=499,
                                    answer="client closed the connection", answered=time.time())
@@ -230,7 +249,14 @@ class FaultyAT(FakeAT):
         finally:
             with self._lock:
                 del self._pending[token]
+                self._through.discard(token)
                 self.last_answer = time.time()
+
+    def held(self) -> int:
+        """Requests waiting at the closed gate; 0 when any request is past it, still being answered
+        (its answer may come at any moment, so nothing is truly held yet)."""
+        with self._lock:
+            return 0 if self._through else len(self._pending)
 
     def pending(self) -> list[float]:
         """Arrival times of the requests the fake is still answering."""

@@ -42,8 +42,9 @@ def test_workers_killed_mid_send_every_message_goes_out_and_none_twice(gateway):
     gw.start_worker(processes=2, concurrency=CONCURRENCY)
     wait_until(lambda: _answered(gw) >= expected // 4, 60, 0.01, "a quarter of the messages sent")
     gw.fake.hold()
-    # every slot of both processes holds a send, and no thread is between an answer and its record
-    wait_until(lambda: len(gw.fake.pending()) >= 2 * CONCURRENCY and _answers_recorded(gw),
+    # every slot of both processes holds a send at the gate, none is past it, and no thread is
+    # between an answer and its record
+    wait_until(lambda: gw.fake.held() >= 2 * CONCURRENCY and _answers_recorded(gw),
                30, 0.01, "the workers' sends to be held inside the provider")
     kills = [time.time()]
     gw.kill_workers()
