@@ -132,15 +132,15 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
                 # Read on another connection, after the WATCH: a change made after these reads
                 # is still a change after the WATCH, so the EXEC below fails on it.
-                raw, resume_to, held, refs, version = store.ussd_hop_reads(r, skey, rkey, phone)
+                raw, resume_to, held, hashes, version = store.ussd_hop_reads(r, skey, rkey, phone)
                 record = json.loads(raw) if raw else None
                 if record is not None and record["h"] in (heard, text):
                     return record["r"], bool(record.get("e"))  # a repeat: same screen, no effects
                 window = availability.window(now_in(services).date())
                 # The catalogue is never WATCHed (a seat is re-checked when it is taken), so
                 # the run under WATCH may use what the first try read.
-                catalog = catalog or store.StoreCatalog(r, window, version)
-                citizen, nonces = store.citizen_from(r, phone, held, refs, catalog)
+                catalog = catalog or store.StoreCatalog(r, window, version, fresh=watched)
+                citizen, nonces = store.citizen_from(r, phone, held, hashes, catalog, hashes)
                 codes_by_ref = store.codes_from(services.config.code_secret,
                                                 citizen.appointments, nonces)
                 ctx = _base_context(services, citizen, catalog=catalog, codes=codes_by_ref)
@@ -157,7 +157,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                                                      rkey, heard, record)
                 except SeatLost:
                     pipe.unwatch()
-                    ctx = replace(ctx, catalog=store.StoreCatalog(r, window, version))  # seats now
+                    ctx = replace(ctx, catalog=store.StoreCatalog(r, window, version, fresh=True))
                     lost = Inbound(phone, last, Channel.USSD, session_id, event="seat_lost")
                     outcome = ussd.step(record["st"], lost, ctx)
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))

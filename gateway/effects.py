@@ -145,11 +145,13 @@ def transact(services, pipe, commit: Commit, home: str, *writers, prepare=None) 
 # ---------------------------------------------------------------- booking
 def prepare_book(c: Commit, pipe, e: base.Book) -> None:
     state, session = slots.hold_seat(c.r, e.phone, e.ref, e.session_id, e.slot)
+    store.seats_changed(e.session_id)
     if state == "taken":
         raise Stale("reference already taken")
     if state == "full":
         raise SeatLost(e.slot)
-    c._undo.append(lambda: slots.abandon(c.r, e.phone, e.ref, e.session_id))
+    c._undo.append(lambda: (slots.abandon(c.r, e.phone, e.ref, e.session_id),
+                            store.seats_changed(e.session_id)))
     c._prepared[id(e)] = session
 
 
@@ -197,6 +199,7 @@ def apply_cancel(c: Commit, pipe, e: base.Cancel) -> None:
         return
     pipe.hset(keys.appointment(phone, e.ref), "s", str(Status.CANCELLED))
     pipe.release_seat(current["se"], e.ref)
+    store.seats_changed(current["se"])
     pipe.zrem(keys.due_appointments(), e.ref)
     c.audit(pipe, e.ref, Status.CANCELLED, e.actor, e.channel)
 

@@ -6,6 +6,7 @@ this module only knows the record layouts (short field names keep memory per rec
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from typing import Iterable, Sequence
 
@@ -60,38 +61,62 @@ def load_citizen(r: Redis, phone: str) -> Citizen:
 
 
 def citizen_from(r: Redis, phone: str, record: dict, refs: Iterable[str],
-                 catalog: "StoreCatalog | None" = None) -> tuple[Citizen, dict[str, str]]:
+                 catalog: "StoreCatalog | None" = None,
+                 hashes: dict[str, dict] | None = None) -> tuple[Citizen, dict[str, str]]:
     """The citizen from its hash and set of refs, already read; also ref -> nonce.
 
-    The appointments' hashes carry their nonces, so the codes need no further round trip;
-    centre names come through `catalog` when given, which keeps them for the rest of the hop.
+    The appointments' hashes (read here unless given, ref -> hash) carry their nonces, so the
+    codes need no further round trip; centre names come through `catalog` when given, which
+    keeps them for the rest of the hop.
     """
     refs = sorted(refs)
-    hashes = _hashes(r, [keys.appointment(phone, ref) for ref in refs])
-    ids = {h["c"] for h in hashes if h}
+    if hashes is None:
+        found = _hashes(r, [keys.appointment(phone, ref) for ref in refs])
+    else:
+        found = [hashes.get(ref) or {} for ref in refs]
+    ids = {h["c"] for h in found if h}
     names = catalog.centre_names(ids) if catalog is not None else centre_names(r, ids)
     citizen = Citizen(
         phone=phone,
         lang=record.get("lang", ""),
         beneficiaries=_persons(record.get("p")),
         appointments=tuple(appointment_from(phone, ref, h, names)
-                           for ref, h in zip(refs, hashes) if h),
+                           for ref, h in zip(refs, found) if h),
         reminders=record.get("rem", "1") == "1",
     )
-    return citizen, {ref: h.get("k", "") for ref, h in zip(refs, hashes) if h}
+    return citizen, {ref: h.get("k", "") for ref, h in zip(refs, found) if h}
 
 
-def ussd_hop_reads(r: Redis, session_key: str, resume_key: str,
-                   phone: str) -> tuple[str | None, str | None, dict, set, str | None]:
+# Everything a USSD hop reads in the number's slot, in one round trip: the session's record,
+# the resume pointer, the citizen's hash, its refs and each of their appointments' hashes
+# (which a pipeline could only fetch in a second trip, once it knew the refs).
+_HOP_READS = """
+local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+local refs = redis.call('SMEMBERS', KEYS[4])
+out[4] = refs
+for i, ref in ipairs(refs) do
+  out[4 + i] = redis.call('HGETALL', ARGV[1] .. ref)
+end
+return out
+"""
+
+
+def ussd_hop_reads(r: Redis, session_key: str, resume_key: str, phone: str
+                   ) -> tuple[str | None, str | None, dict, dict[str, dict], str | None]:
     """What every USSD hop reads first, in one round trip: the session's record, the number's
-    resume pointer, the citizen's hash and set of refs, and the catalogue's version."""
+    resume pointer, the citizen's hash, its appointments' hashes by ref, and the catalogue's
+    version."""
     pipe = r.pipeline(transaction=False)
-    pipe.get(session_key)
-    pipe.get(resume_key)
-    pipe.hgetall(keys.citizen(phone))
-    pipe.smembers(keys.citizen_appointments(phone))
+    pipe.execute_command("EVAL", _HOP_READS, 4, session_key, resume_key, keys.citizen(phone),
+                         keys.citizen_appointments(phone), keys.appointment(phone, ""))
     pipe.get(keys.catalog_version())
-    return tuple(pipe.execute())
+    (raw, resume_to, citizen, refs, *hashes), version = pipe.execute()
+    return (raw, resume_to, _as_dict(citizen),
+            {ref: _as_dict(h) for ref, h in zip(refs, hashes)}, version)
+
+
+def _as_dict(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2]))
 
 
 def _hashes(r: Redis, names: Sequence[str]) -> list[dict]:
@@ -223,9 +248,17 @@ def _session(session_id: str, rules: tuple, taken: Sequence) -> Session:
     )
 
 
+SEAT_VIEW_SECONDS = 1.0  # how long a list screen may show seats taken as read by another hop
+
+
 class _Kept:
     """What is known of the catalogue at one version: centres, areas, which sessions a centre
-    has on which days, and each session's rules; never the seats taken."""
+    has on which days, each session's rules, and the seats taken as last read for a list.
+
+    Seats shown on a list may be up to SEAT_VIEW_SECONDS old (a seat is taken by script at
+    confirm, which alone decides, and a lost race shows fresh seats); this process forgets a
+    session's seats as soon as it takes or gives back one of them itself.
+    """
 
     LIMIT = 50_000  # entries kept before starting over, so a process's copy stays bounded
 
@@ -235,6 +268,7 @@ class _Kept:
         self.centres: dict[str, dict] = {}  # centre id -> hash ({} when missing)
         self.spans: dict[tuple, list[tuple[str, int]]] = {}  # (centre, lo, hi) -> (sid, day)
         self.rules: dict[str, tuple] = {}  # session id -> `_rules`
+        self.seats: dict[str, tuple[float, list]] = {}  # session id -> (read at, seats taken)
 
 
 _kept = _Kept(None)  # this process's copy, shared by its threads
@@ -250,9 +284,14 @@ def _kept_at(version: str | None) -> _Kept:
     if version is None:
         return _Kept(None)
     kept = _kept
-    if kept.version != version or len(kept.rules) + len(kept.spans) > _Kept.LIMIT:
+    if kept.version != version or len(kept.rules) + len(kept.spans) + len(kept.seats) > _Kept.LIMIT:
         kept = _kept = _Kept(version)
     return kept
+
+
+def seats_changed(session_id: str) -> None:
+    """This process took or gave back a seat of the session: its lists read them again."""
+    _kept.seats.pop(session_id, None)
 
 
 class StoreCatalog:
@@ -263,13 +302,17 @@ class StoreCatalog:
     it keeps what it reads for this hop only. Seats taken are always read live, once per hop.
     With `window` (the days a citizen can book), looking up an area also fetches its centres'
     sessions of those days in the same round trip, since the centres list is built from them.
+    Seats taken come from the process's copy when read less than SEAT_VIEW_SECONDS ago, unless
+    `fresh` (after a lost race, the citizen sees what is left now).
     """
 
-    def __init__(self, r: Redis, window: Sequence[date] = (), version: str | None = None):
+    def __init__(self, r: Redis, window: Sequence[date] = (), version: str | None = None,
+                 fresh: bool = False):
         self.r = r
         ords = [d.toordinal() for d in window]
         self.span = (min(ords), max(ords)) if ords else None
         self._kept = _kept_at(version)
+        self._fresh = fresh
         self._sessions: dict[str, Session | None] = {}  # session id -> with seats, this hop
 
     def centres_in_area(self, area_code: str) -> list[Centre]:
@@ -326,26 +369,39 @@ class StoreCatalog:
             kept.spans[key] = [(sid, int(day)) for sid, day in rows]
 
     def _read_seats(self, session_ids: Sequence[str]) -> None:
-        """Seats taken of these sessions, in one round trip; whole hashes of those whose rules
-        are not known yet."""
+        """Seats taken of these sessions, in one round trip (none when all were read lately);
+        whole hashes of those whose rules are not known yet."""
         if not session_ids:
             return
-        rules = self._kept.rules
-        asked = [rules.get(sid) for sid in session_ids]
+        rules, seen = self._kept.rules, self._kept.seats
+        now = time.monotonic()
+        unread = []
+        for sid in session_ids:
+            known, held = rules.get(sid), seen.get(sid)
+            if known is not None and held is not None and not self._fresh \
+                    and now - held[0] < SEAT_VIEW_SECONDS:
+                self._sessions[sid] = _session(sid, known, held[1])
+            else:
+                unread.append((sid, known))
+        if not unread:
+            return
         pipe = self.r.pipeline(transaction=False)
-        for sid, known in zip(session_ids, asked):
+        for sid, known in unread:
             if known is None:
                 pipe.hgetall(keys.session(sid))
             else:  # "ce" is always there, so a missing session and one without slots both show
                 pipe.hmget(keys.session(sid), [f"t:{name}" for name, _ in known[5]] + ["ce"])
-        for sid, known, found in zip(session_ids, asked, pipe.execute()):
+        for (sid, known), found in zip(unread, pipe.execute()):
             if known is not None:
                 session = _session(sid, known, found) if found[-1] is not None else None
             elif found:
                 known = rules[sid] = _rules(found)
-                session = _session(sid, known, [found.get(f"t:{name}") for name, _ in known[5]])
+                found = [found.get(f"t:{name}") for name, _ in known[5]]
+                session = _session(sid, known, found)
             else:
                 session = None
+            if session is not None:
+                seen[sid] = (now, found)
             self._sessions[sid] = session
 
 
