@@ -75,7 +75,6 @@ def _base_context(services, citizen, now: datetime | None = None, **extra) -> Co
         max_per_mobile=services.config.max_per_mobile,
         page_size=_page_sizes(services),
         new_ref=ids.make_ref(_random_digits(9)),
-        new_cert=ids.make_cert(_random_digits(11)),
         ussd_code=services.config.ussd_code,
         **extra,
     )
@@ -310,6 +309,8 @@ def _sms_context(services, pipe, phone: str, command: commands.Command, count: i
         "keywords": {lang: templates.aliases(lang) for lang in services.config.languages},
         "sms_this_hour": count, "flood_limit": services.config.sms_flood_limit,
     }
+    if command.name == "done":
+        extra["new_cert"] = ids.make_cert(_random_digits(11))  # only a dose makes a certificate
     if command.name in TARGETED:
         appointment, kind = found
         extra["target_kind"] = kind
