@@ -139,7 +139,7 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                 # The catalogue is never WATCHed (a seat is re-checked when it is taken), so
                 # the run under WATCH may use what the first try read.
                 catalog = catalog or store.StoreCatalog(r, window, version, fresh=watched)
-                citizen, nonces = store.citizen_from(r, phone, held, hashes, catalog, hashes)
+                citizen, nonces = store.citizen_from(r, phone, held, hashes, catalog, hashes=hashes)
                 codes_by_ref = store.codes_from(services.config.code_secret,
                                                 citizen.appointments, nonces)
                 ctx = _base_context(services, citizen, catalog=catalog, codes=codes_by_ref)

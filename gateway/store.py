@@ -299,7 +299,7 @@ class StoreCatalog:
 
     With `version` (the catalogue version read at the start of the hop) it uses and fills the
     process's copy of what only imports change, so most hops read nothing but seats; without,
-    it keeps what it reads for this hop only. Seats taken are always read live, once per hop.
+    it keeps what it reads for this hop only. Seats taken are read at most once per hop.
     With `window` (the days a citizen can book), looking up an area also fetches its centres'
     sessions of those days in the same round trip, since the centres list is built from them.
     Seats taken come from the process's copy when read less than SEAT_VIEW_SECONDS ago, unless
