@@ -258,11 +258,6 @@ class FaultyAT(FakeAT):
         with self._lock:
             return 0 if self._through else len(self._pending)
 
-    def pending(self) -> list[float]:
-        """Arrival times of the requests the fake is still answering."""
-        with self._lock:
-            return list(self._pending.values())
-
     def snapshot(self) -> list[SentRequest]:
         with self._lock:
             return list(self.requests)
