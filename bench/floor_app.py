@@ -9,6 +9,7 @@ the two is what Teeka itself costs per hop.
 from __future__ import annotations
 
 import argparse
+import gc
 
 import redis
 from flask import Flask, Response, request
@@ -52,7 +53,9 @@ def serve(host: str, port: int, processes: int, threads: int, redis_url: str) ->
                 self.cfg.set(key, value)
 
         def load(self):
-            return create_app(redis_url)
+            app = create_app(redis_url)
+            gc.freeze()  # as `python -m gateway web` does after building its app
+            return app
 
     Server().run()
 
