@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -151,21 +151,21 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
                 if not watched and not _repeatable(outcome):
                     watched = True
                     continue
+                hop = _Hop(session_id, skey, rkey, heard, record, resume_to is not None)
                 try:
-                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, session_id,
-                                                     rkey, heard, record)
+                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, hop, watched)
                 except SeatLost:
                     pipe.unwatch()
                     ctx = replace(ctx, catalog=store.StoreCatalog(r, window, version, fresh=True))
                     lost = Inbound(phone, last, Channel.USSD, session_id, event="seat_lost")
                     outcome = ussd.step(record["st"], lost, ctx)
                     pipe.watch(skey, keys.citizen(phone), keys.citizen_appointments(phone))
-                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, session_id,
-                                                     rkey, heard, record)
+                    screen, end, commit = _save_ussd(services, pipe, outcome, ctx, hop, watched)
             except (WatchError, Stale):
                 catalog = None  # contention: seats may have gone, read them again
                 continue
-        _enqueue(services, commit)
+        if commit is not None:
+            _enqueue(services, commit)
         return screen, end
     raise RuntimeError(f"USSD session {session_id}: too much contention, gave up")
 
@@ -193,14 +193,26 @@ def _resume_state(r, phone: str, resume_to: str | None) -> dict | None:
     return json.loads(raw)["st"] if raw else None
 
 
-def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, session_id: str, rkey: str,
-               heard: str, record: dict | None) -> tuple[str, bool, Commit]:
-    lang = _ussd_lang(outcome.state, (record or {}).get("st"), ctx.citizen, services)
+@dataclass(frozen=True)
+class _Hop:
+    """What a hop's save needs of its reads."""
+
+    session_id: str
+    skey: str  # the session's hop record
+    rkey: str  # the number's resume pointer
+    heard: str  # digest of the hop's text
+    record: dict | None  # the session's record before this hop
+    pointer: bool  # the number had a resume pointer
+
+
+def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, hop: _Hop,
+               watched: bool) -> tuple[str, bool, Commit | None]:
+    """Write the hop's record and resume pointer with the step's effects; the screen."""
+    lang = _ussd_lang(outcome.state, (hop.record or {}).get("st"), ctx.citizen, services)
     reply = outcome.reply or Reply("ussd/busy", end=True)
     end = reply.end or outcome.state is None
     screen = services.templates.screen(reply, lang)
-    skey = keys.ussd_session(ctx.citizen.phone, session_id)
-    fields = {"st": outcome.state, "h": heard, "r": screen}
+    fields = {"st": outcome.state, "h": hop.heard, "r": screen}
     if end:  # kept small: "e" only on the last screen
         fields["e"] = True
     record = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
@@ -208,12 +220,20 @@ def _save_ussd(services, pipe, outcome: Outcome, ctx: Context, session_id: str, 
     def save(p):
         # The resume pointer names this session, whose record holds the state: it must live
         # as long as the pointer, so the record keeps the longer of the two times.
-        p.set(skey, record, ex=max(USSD_SESSION_TTL, RESUME_TTL))
+        p.set(hop.skey, record, ex=max(USSD_SESSION_TTL, RESUME_TTL))
         if outcome.state is None or not ussd.resumable(outcome.state):
-            p.delete(rkey)
+            if hop.pointer:
+                p.delete(hop.rkey)
         elif outcome.state.get("s") != "resume":  # an offer keeps its first 10 minutes
-            p.set(rkey, session_id, ex=RESUME_TTL)
+            p.set(hop.rkey, hop.session_id, ex=RESUME_TTL)
 
+    if not outcome.effects and not watched:
+        # Only the menu moved: the record and the pointer, written again if the hop is
+        # repeated, need no transaction (MULTI/EXEC) and no commit's bookkeeping.
+        with services.redis.pipeline(transaction=False) as plain_pipe:
+            save(plain_pipe)
+            plain_pipe.execute()
+        return screen, end, None
     commit = _commit(services, pipe, outcome, ctx, before=(save,))
     return screen, end, commit
 

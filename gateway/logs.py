@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import datetime, timezone
 
 from .phones import mask
@@ -48,40 +49,69 @@ def clean(fields: dict) -> dict:
 def log_event(event: str, /, *, level: int = logging.INFO, **fields) -> None:
     """Log one event with named fields, e.g. `log_event("sms_sent", phone=p, ref=r)`."""
     logger = _logger
-    if logger.isEnabledFor(level):
-        # What Logger.log does, less looking up the caller's file and line (a walk of the
-        # stack on every line): the JSON lines do not show them.
-        logger.handle(logger.makeRecord(LOGGER, level, "(unknown file)", 0, event, (), None,
-                                        extra={"teeka_fields": clean(fields)}))
+    if not logger.isEnabledFor(level):
+        return
+    handlers = logger.handlers
+    if len(handlers) == 1 and type(handlers[0]) is JsonLines and not logger.filters:
+        handlers[0].write_event(level, event, clean(fields))  # the usual case: no LogRecord
+        return
+    # What Logger.log does, less looking up the caller's file and line (a walk of the stack on
+    # every line): the JSON lines do not show them.
+    logger.handle(logger.makeRecord(LOGGER, level, "(unknown file)", 0, event, (), None,
+                                    extra={"teeka_fields": clean(fields)}))
 
 
 _logger = logging.getLogger(LOGGER)
+
+
+def _line(created: float, level: int, event: str, fields: dict, error: str = "") -> str:
+    line = {
+        "ts": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds"),
+        "level": logging.getLevelName(level).lower(),
+        "event": event,
+    }
+    line.update(fields)
+    if error:
+        line["error"] = error
+    return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
     """`{"ts": ..., "level": ..., "event": ..., <fields>}` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-        }
-        line.update(getattr(record, "teeka_fields", {}))
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        error = self.formatException(record.exc_info) if record.exc_info else ""
+        return _line(record.created, record.levelno, record.getMessage(),
+                     getattr(record, "teeka_fields", {}), error)
+
+
+class JsonLines(logging.StreamHandler):
+    """Teeka's handler: JSON lines on a stream. `log_event` hands it its fields directly when
+    it is the logger's only handler, without building a LogRecord (a webhook logs a line per
+    request); records from anywhere else go through `JsonFormatter` to the same lines."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+
+    def write_event(self, level: int, event: str, fields: dict) -> None:
+        if level < self.level:
+            return
+        try:
+            line = _line(time.time(), level, event, fields)
+            with self.lock:
+                self.stream.write(line + self.terminator)
+                self.stream.flush()
+        except Exception:  # noqa: BLE001 - as in logging: a log line never fails its caller
+            self.handleError(logging.makeLogRecord({"name": LOGGER, "msg": event}))
 
 
 def configure(level: int = logging.INFO, stream=None) -> None:
     """Send Teeka's events to stderr as JSON lines; safe to call more than once."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(level)
-    if any(getattr(h, "teeka", False) for h in logger.handlers):
+    if any(isinstance(h, JsonLines) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler.teeka = True
-    logger.addHandler(handler)
+    logger.addHandler(JsonLines(stream or sys.stderr))
     # Our handler writes the line; the root logger (if someone configured it) would repeat it.
     logger.propagate = False

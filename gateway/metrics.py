@@ -122,6 +122,11 @@ _webhooks = WebCounters()
 atexit.register(_webhooks.flush)
 
 
+def flush_webhook_counts() -> None:
+    """Write this process's pending webhook counts now, not within the next second."""
+    _webhooks.flush()
+
+
 def observe_webhook(redis, endpoint: str, status: int, seconds: float) -> None:
     """One webhook request, written at once (tests, one-off tools)."""
     _webhooks.add(redis, endpoint, status, seconds)
