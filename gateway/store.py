@@ -87,36 +87,25 @@ def citizen_from(r: Redis, phone: str, record: dict, refs: Iterable[str],
     return citizen, {ref: h.get("k", "") for ref, h in zip(refs, found) if h}
 
 
-# Everything a USSD hop reads in the number's slot, in one round trip: the session's record,
-# the resume pointer, the citizen's hash, its refs and each of their appointments' hashes
-# (which a pipeline could only fetch in a second trip, once it knew the refs).
-_HOP_READS = """
-local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3])}
-local refs = redis.call('SMEMBERS', KEYS[4])
-out[4] = refs
-for i, ref in ipairs(refs) do
-  out[4 + i] = redis.call('HGETALL', ARGV[1] .. ref)
-end
-return out
-"""
-
-
 def ussd_hop_reads(r: Redis, session_key: str, resume_key: str, phone: str
                    ) -> tuple[str | None, str | None, dict, dict[str, dict], str | None]:
-    """What every USSD hop reads first, in one round trip: the session's record, the number's
-    resume pointer, the citizen's hash, its appointments' hashes by ref, and the catalogue's
-    version."""
+    """What every USSD hop reads first: the session's record, the number's resume pointer, the
+    citizen's hash, the catalogue's version and its appointments' hashes by ref.
+
+    One round trip, and a second for the appointments when the number has any (about a third
+    of hops). A Lua script could read them all in one, but on Redis each call of it cost
+    more than the second trip saves: about 55 us against 4 us for the plain commands.
+    """
     pipe = r.pipeline(transaction=False)
-    pipe.execute_command("EVAL", _HOP_READS, 4, session_key, resume_key, keys.citizen(phone),
-                         keys.citizen_appointments(phone), keys.appointment(phone, ""))
+    pipe.get(session_key)
+    pipe.get(resume_key)
+    pipe.hgetall(keys.citizen(phone))
+    pipe.smembers(keys.citizen_appointments(phone))
     pipe.get(keys.catalog_version())
-    (raw, resume_to, citizen, refs, *hashes), version = pipe.execute()
-    return (raw, resume_to, _as_dict(citizen),
-            {ref: _as_dict(h) for ref, h in zip(refs, hashes)}, version)
-
-
-def _as_dict(flat: list) -> dict:
-    return dict(zip(flat[::2], flat[1::2]))
+    raw, resume_to, citizen, refs, version = pipe.execute()
+    refs = sorted(refs)
+    hashes = _hashes(r, [keys.appointment(phone, ref) for ref in refs])
+    return raw, resume_to, citizen, dict(zip(refs, hashes)), version
 
 
 def _hashes(r: Redis, names: Sequence[str]) -> list[dict]:
