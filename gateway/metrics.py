@@ -76,7 +76,8 @@ class WebCounters:
 
     def __init__(self, every: float = 1.0):
         self.every = every
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending counts
+        self._flushing = threading.Lock()  # one flush at a time
         self._pending: dict[str, int] = {}
         self._redis = None
         self._pid = 0  # the process whose flusher thread runs (a fork needs its own)
@@ -93,38 +94,48 @@ class WebCounters:
                 threading.Thread(target=self._keep_flushing, name="metrics-flush",
                                  daemon=True).start()
 
+    def drop(self) -> None:
+        with self._lock:
+            self._pending = {}
+
     def _keep_flushing(self) -> None:
         while True:
             time.sleep(self.every)
             self.flush()
 
     def flush(self, redis=None) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            redis = redis or self._redis
-        if not pending or redis is None:
-            return
-        try:
-            pipe = redis.pipeline(transaction=False)
-            for name, amount in pending.items():
-                pipe.hincrby(keys.metrics(WEB), name, amount)
-            pipe.execute()
-        # Kept for the next flush; a request never fails for it, and the flushing thread never
-        # dies of it (a client closed under it raises more than Redis errors).
-        except Exception as exc:  # noqa: BLE001
+        """Write the pending counts; returns once they are written, including those a flush
+        running in another thread had taken (requests only wait for the short `_lock`)."""
+        with self._flushing:
             with self._lock:
+                pending, self._pending = self._pending, {}
+                redis = redis or self._redis
+            if not pending or redis is None:
+                return
+            try:
+                pipe = redis.pipeline(transaction=False)
                 for name, amount in pending.items():
-                    self._pending[name] = self._pending.get(name, 0) + amount
-            log.warning("webhook metrics not flushed: %s", type(exc).__name__)
+                    pipe.hincrby(keys.metrics(WEB), name, amount)
+                pipe.execute()
+            # Kept for the next flush; a request never fails for it, and the flushing thread
+            # never dies of it (a client closed under it raises more than Redis errors).
+            except Exception as exc:  # noqa: BLE001
+                with self._lock:
+                    for name, amount in pending.items():
+                        self._pending[name] = self._pending.get(name, 0) + amount
+                log.warning("webhook metrics not flushed: %s", type(exc).__name__)
 
 
 _webhooks = WebCounters()
 atexit.register(_webhooks.flush)
 
 
-def flush_webhook_counts() -> None:
-    """Write this process's pending webhook counts now, not within the next second."""
+def flush_webhook_counts(drop_unwritten: bool = False) -> None:
+    """Write this process's pending webhook counts now, not within the next second;
+    `drop_unwritten` forgets those that could not be written (their store is gone)."""
     _webhooks.flush()
+    if drop_unwritten:
+        _webhooks.drop()
 
 
 def observe_webhook(redis, endpoint: str, status: int, seconds: float) -> None:
