@@ -94,16 +94,12 @@ class WebCounters:
                 threading.Thread(target=self._keep_flushing, name="metrics-flush",
                                  daemon=True).start()
 
-    def drop(self) -> None:
-        with self._lock:
-            self._pending = {}
-
     def _keep_flushing(self) -> None:
         while True:
             time.sleep(self.every)
             self.flush()
 
-    def flush(self, redis=None) -> None:
+    def flush(self, redis=None, keep_unwritten: bool = True) -> None:
         """Write the pending counts; returns once they are written, including those a flush
         running in another thread had taken (requests only wait for the short `_lock`)."""
         with self._flushing:
@@ -120,9 +116,10 @@ class WebCounters:
             # Kept for the next flush; a request never fails for it, and the flushing thread
             # never dies of it (a client closed under it raises more than Redis errors).
             except Exception as exc:  # noqa: BLE001
-                with self._lock:
-                    for name, amount in pending.items():
-                        self._pending[name] = self._pending.get(name, 0) + amount
+                if keep_unwritten:
+                    with self._lock:
+                        for name, amount in pending.items():
+                            self._pending[name] = self._pending.get(name, 0) + amount
                 log.warning("webhook metrics not flushed: %s", type(exc).__name__)
 
 
@@ -133,9 +130,7 @@ atexit.register(_webhooks.flush)
 def flush_webhook_counts(drop_unwritten: bool = False) -> None:
     """Write this process's pending webhook counts now, not within the next second;
     `drop_unwritten` forgets those that could not be written (their store is gone)."""
-    _webhooks.flush()
-    if drop_unwritten:
-        _webhooks.drop()
+    _webhooks.flush(keep_unwritten=not drop_unwritten)
 
 
 def observe_webhook(redis, endpoint: str, status: int, seconds: float) -> None:
