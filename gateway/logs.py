@@ -52,7 +52,8 @@ def log_event(event: str, /, *, level: int = logging.INFO, **fields) -> None:
     if not logger.isEnabledFor(level):
         return
     handlers = logger.handlers
-    if len(handlers) == 1 and type(handlers[0]) is JsonLines and not logger.filters:
+    if (len(handlers) == 1 and type(handlers[0]) is JsonLines and not logger.filters
+            and not handlers[0].filters):
         handlers[0].write_event(level, event, clean(fields))  # the usual case: no LogRecord
         return
     # What Logger.log does, less looking up the caller's file and line (a walk of the stack on
