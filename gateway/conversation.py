@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from redis.exceptions import WatchError
+from redis.exceptions import RedisClusterException, RedisError, WatchError
 from redis.crc import key_slot
 
 from flows import availability, commands, ids, sms, ussd
@@ -103,6 +103,16 @@ def _enqueue(services, commit: Commit) -> None:
                   detail=alert.detail)
 
 
+def _enqueue_later(services, commit: Commit) -> None:
+    """`_enqueue`, run once the answer has gone. A job it cannot create (Redis down by then)
+    is not lost: the record stays queued and the worker's requeue-stuck sweep gives it one."""
+    try:
+        _enqueue(services, commit)
+    except (RedisError, RedisClusterException) as exc:
+        log_event("sms.enqueue_failed", level=logging.WARNING, error=type(exc).__name__,
+                  messages=[message_id for message_id, _ in commit.messages])
+
+
 # ------------------------------------------------------------------ USSD
 def _ussd_lang(state, previous, citizen, services) -> str:
     """The screen's language: the new state's, else the state before an END, else saved."""
@@ -111,8 +121,12 @@ def _ussd_lang(state, previous, citizen, services) -> str:
 
 
 def handle_ussd(services, session_id: str, phone: str, text: str, service_code: str = "",
-                network_code: str = "") -> tuple[str, bool]:
-    """One USSD hop -> (screen text without the CON/END prefix, end of session?)."""
+                network_code: str = "", after=None) -> tuple[str, bool]:
+    """One USSD hop -> (screen text without the CON/END prefix, end of session?).
+
+    What follows a commit (the jobs of its SMS) runs before returning, or, given `after`, is
+    handed to it as a callable: the webhook runs it once the screen is on its way, so the
+    citizen does not wait for the SMS queue."""
     shed = shedding.shed_screen(services, session_id, phone, text)  # launch days: busy
     if shed is not None:
         return shed, True
@@ -164,8 +178,11 @@ def handle_ussd(services, session_id: str, phone: str, text: str, service_code: 
             except (WatchError, Stale):
                 catalog = None  # contention: seats may have gone, read them again
                 continue
-        if commit is not None:
-            _enqueue(services, commit)
+        if commit is not None and (commit.messages or commit.alerts):
+            if after is None:
+                _enqueue(services, commit)
+            else:
+                after(lambda: _enqueue_later(services, commit))
         return screen, end
     raise RuntimeError(f"USSD session {session_id}: too much contention, gave up")
 

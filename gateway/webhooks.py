@@ -161,9 +161,14 @@ def redis_down(error: Exception):
 @bp.post("/ussd")
 def ussd():
     f = parse(USSD)
+    later = []  # the booking SMS's job: queued once the screen is sent, not before
     screen, end = conversation.handle_ussd(services(), f["sessionId"], f["phoneNumber"], f["text"],
-                                           f["serviceCode"], f.get("networkCode", ""))
-    return plain(("END " if end else "CON ") + screen)
+                                           f["serviceCode"], f.get("networkCode", ""),
+                                           after=later.append)
+    response = plain(("END " if end else "CON ") + screen)
+    for task in later:
+        response.call_on_close(task)  # the server calls it after writing the response
+    return response
 
 
 @bp.post("/ussd/events")

@@ -159,9 +159,11 @@ def app_config(redis_url, queue_redis_url):
 def app(app_config, rdb):
     """The real app on a flushed test database."""
     from gateway import create_app
+    from tests.fakes.network import ServerLikeClient
 
     app = create_app(app_config)
     app.config["TESTING"] = True
+    app.test_client_class = ServerLikeClient
     yield app
     services = app.extensions["teeka"]
     services.redis.close()

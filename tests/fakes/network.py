@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 
 import requests
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from .fake_at import FORM
@@ -17,11 +18,36 @@ CODE_RE = re.compile(r"Code (\d{4})")
 CERT_RE = re.compile(r"Cert (\d{4} \d{4} \d{4})")
 
 
+def closed_before_sent(app):
+    """`app`, with what it leaves for after a response (its close(): the booking SMS's job)
+    run before the response goes out. A server runs it a moment after sending; a test that
+    has the answer in hand then finds the job already queued instead of racing it."""
+
+    def wsgi(environ, start_response):
+        body = app(environ, start_response)
+        try:
+            return list(body)
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    return wsgi
+
+
+class ServerLikeClient(FlaskClient):
+    """Flask's test client, closing each response as a server does once it has sent it, so
+    what the app runs then (the booking SMS's job) has run when the test reads the answer.
+    Set it as an app's `test_client_class`."""
+
+    def open(self, *args, buffered: bool = True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
 class LiveServer:
     """A Flask app on a real loopback port, in a thread."""
 
     def __init__(self, app):
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self._server = make_server("127.0.0.1", 0, closed_before_sent(app), threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from gateway import create_app, gsm, worker
 from gateway.phones import InvalidPhone, normalise
 from tests.fakes.fake_at import FORM, fake_at  # noqa: F401 (fixture)
-from tests.fakes.network import CODE_RE, REF_RE, option
+from tests.fakes.network import CODE_RE, REF_RE, ServerLikeClient, option
 from tests.faults.invariants import check
 from tests.faults.test_races import ALL_DAY, code_violations, figures, load_world
 
@@ -163,6 +163,7 @@ class Target:
 def target(app_config, rdb, fake_at):  # noqa: F811
     config = fake_at.configure(app_config, quiet_hours=(0, 0))
     app = create_app(config)
+    app.test_client_class = ServerLikeClient
     services = app.extensions["teeka"]
     load_world(services)
     t = Target(app, services, fake_at)

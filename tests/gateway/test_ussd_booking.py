@@ -6,6 +6,7 @@ citizen sees on the screen and in the SMS the provider was asked to send.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +17,10 @@ import requests
 
 from bench.ussd_bot import Citizens
 from flows.text import day_label
-from gateway import create_app, demo, importer, keys, store, worker
+from gateway import create_app, demo, importer, keys, outbox, store, worker
 from gateway.conversation import now_in
-from tests.fakes.fake_at import FORM, fake_at  # noqa: F401 (fixture)
+from gateway.services import QUEUE_HIGH
+from tests.fakes.fake_at import FORM, fake_at, free_port  # noqa: F401 (fixture)
 from tests.fakes.network import CODE_RE, REF_RE, LiveServer, Phone, option
 
 CITIZEN = "+919876510001"
@@ -170,6 +172,56 @@ def test_a_new_number_books_sees_its_code_gets_it_again_and_cancels(gateway):
     to_main_menu(phone)
     phone.answer("2")
     assert "no appointments" in phone.screen and ref not in phone.screen
+
+
+# ---------------------------------------------------------------- the slip after the screen
+def confirm_form(phone: Phone) -> dict:
+    """The webhook form of "1" on the phone's confirm screen."""
+    return {"sessionId": phone.session_id, "serviceCode": "*384*123#", "phoneNumber": phone.number,
+            "networkCode": "99999", "text": "*".join([*phone.inputs, "1"])}
+
+
+def test_the_slip_is_queued_once_the_booked_screen_has_been_sent(gateway):
+    server, services, fake = gateway
+    phone = Phone(server.url, CITIZEN)
+    walk_to_confirm(phone, services)
+    # Flask's own test client leaves the response open, as a server does while sending it
+    response = create_app(services.config).test_client().post("/ussd", data=confirm_form(phone),
+                                                              content_type=FORM)
+    screen = response.get_data(as_text=True)
+    assert screen.startswith("END Booked"), screen
+    assert services.queue(QUEUE_HIGH).count == 0  # the citizen did not wait for the queue
+    response.close()  # sent: the server closes it
+    assert services.queue(QUEUE_HIGH).count == 1
+    deliver(services)
+    assert [ref for ref, _ in codes_sent(fake, CITIZEN)] == [ref_on(screen)]
+
+
+def test_a_slip_whose_job_cannot_be_made_after_the_screen_is_sent_by_the_sweep(gateway):
+    server, services, fake = gateway
+    phone = Phone(server.url, CITIZEN)
+    walk_to_confirm(phone, services)
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = records.append
+    logging.getLogger("teeka").addHandler(collect)
+    try:  # the queue's Redis is gone by the time the screen has been sent
+        cut_off = create_app(services.config.with_overrides(
+            queue_redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+        response = cut_off.test_client().post("/ussd", data=confirm_form(phone), content_type=FORM)
+        screen = response.get_data(as_text=True)
+        response.close()
+    finally:
+        logging.getLogger("teeka").removeHandler(collect)
+    assert screen.startswith("END Booked"), screen
+    (failed,) = [r for r in records if r.getMessage() == "sms.enqueue_failed"]
+    assert failed.levelno == logging.WARNING and len(failed.teeka_fields["messages"]) == 1
+    assert CITIZEN not in str(failed.teeka_fields)
+    deliver(services)
+    assert fake.sent_to(CITIZEN) == []
+    assert outbox.requeue_stuck(services, older_than=0) == 1  # the worker runs it every 30 s
+    deliver(services)
+    assert [ref for ref, _ in codes_sent(fake, CITIZEN)] == [ref_on(screen)]
 
 
 def test_a_wrong_choice_repeats_the_screen_with_a_hint_and_keeps_the_session(gateway):
