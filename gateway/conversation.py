@@ -95,12 +95,13 @@ def _commit(services, pipe, outcome: Outcome, ctx: Context, before=(), home: str
 
 
 def _enqueue(services, commit: Commit) -> None:
-    """After the commit: queue the step's messages and tell the operator's log of alerts."""
-    for message_id, priority in commit.messages:
-        outbox.enqueue(services, message_id, priority)
+    """After the commit: tell the operator's log of alerts, then queue the step's messages
+    (alerts first: a queue that does not answer must not silence them)."""
     for alert in commit.alerts:
         log_event("operator.alert", level=logging.WARNING, kind=alert.kind, ref=alert.ref,
                   detail=alert.detail)
+    for message_id, priority in commit.messages:
+        outbox.enqueue(services, message_id, priority)
 
 
 def _enqueue_later(services, commit: Commit) -> None:

@@ -161,7 +161,7 @@ def redis_down(error: Exception):
 @bp.post("/ussd")
 def ussd():
     f = parse(USSD)
-    later = []  # the booking SMS's job: queued once the screen is sent, not before
+    later = []  # the hop's SMS jobs (a booking slip): queued once the screen is sent
     screen, end = conversation.handle_ussd(services(), f["sessionId"], f["phoneNumber"], f["text"],
                                            f["serviceCode"], f.get("networkCode", ""),
                                            after=later.append)
